@@ -1,0 +1,6 @@
+//! ews-probe: tells whether a mailbox can be used over Exchange Web Services, feature by
+//! feature, and why not. See ARCHITECTURE.md for the map of the pipeline.
+
+pub mod ews;
+pub mod target;
+pub mod util;
