@@ -4,3 +4,8 @@
 pub mod ews;
 pub mod target;
 pub mod util;
+pub mod transport;
+pub mod auth;
+pub mod evidence;
+pub mod probe;
+pub mod diagnose;
