@@ -657,7 +657,8 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
         if conn_blocks {
             let c = conn_cause.clone().expect("a failed step has a cause");
             let st = if c.code.leaves_untested() { FeatureStatus::Untested } else { FeatureStatus::Unavailable };
-            feature_cause.push((f, st, format!("{}: {}", c.code.as_str(), c.summary)));
+            let detail = conn.map(|s| s.detail.as_str()).unwrap_or_default();
+            feature_cause.push((f, st, format!("{}: connectivity check failed: {detail}", c.code.as_str())));
             continue;
         }
         // The first failed check (other than connectivity, unless it alone failed) decides.

@@ -9,3 +9,7 @@ pub mod auth;
 pub mod evidence;
 pub mod probe;
 pub mod diagnose;
+pub mod report;
+pub mod app;
+pub mod cli;
+pub mod session;

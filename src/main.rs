@@ -1,1 +1,162 @@
-fn main(){}
+//! ews-probe: parse flags, run, print, exit with the Nagios code.
+
+use clap::Parser;
+use ews_probe::app::{self, AppError};
+use ews_probe::cli::{Cli, Command, OutputArgs};
+use ews_probe::report::{self, Format};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+/// Exit code when the probe could not run (DESIGN §5).
+const UNKNOWN: u8 = 3;
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "warn,ews_probe=info",
+        _ => "warn,ews_probe=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// Writes the output atomically (temp file + rename) or to stdout.
+fn emit(out: &OutputArgs, text: &str) -> Result<(), AppError> {
+    match &out.output {
+        Some(path) => {
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
+            let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
+            let w = |e| AppError::Write(path.display().to_string(), e);
+            std::fs::write(&tmp, text).map_err(w)?;
+            std::fs::rename(&tmp, path).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                AppError::Write(path.display().to_string(), e)
+            })
+        }
+        None => {
+            let mut so = std::io::stdout().lock();
+            // A closed pipe (| head) is not an error worth a message.
+            let _ = so.write_all(text.as_bytes());
+            let _ = so.flush();
+            Ok(())
+        }
+    }
+}
+
+fn color(out: &OutputArgs) -> bool {
+    out.format == Format::Text
+        && out.output.is_none()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::io::stdout().is_terminal()
+}
+
+async fn run(cli: Cli) -> Result<u8, AppError> {
+    match cli.command {
+        Command::Probe(a) => {
+            let r = app::probe(&a).await?;
+            emit(&a.out, &report::render(&r, a.out.format, color(&a.out)))?;
+            Ok(r.exit_code as u8)
+        }
+        Command::Replay(a) => {
+            let r = app::replay(&a).await?;
+            emit(&a.out, &report::render(&r, a.out.format, color(&a.out)))?;
+            Ok(r.exit_code as u8)
+        }
+        Command::Demo(a) => {
+            let runs = app::demo(&a).await?;
+            if a.scenario.is_some() {
+                let r = &runs[0].report;
+                emit(&a.out, &report::render(r, a.out.format, color(&a.out)))?;
+                return Ok(r.exit_code as u8);
+            }
+            let all_ok = !runs.is_empty() && runs.iter().all(|r| r.check.is_ok());
+            let text = match a.out.format {
+                Format::Json => {
+                    let v: Vec<serde_json::Value> = runs
+                        .iter()
+                        .map(|r| {
+                            serde_json::json!({
+                                "scenario": r.name,
+                                "title": r.title,
+                                "expected_verdict_reached": r.check.is_ok(),
+                                "report": r.report,
+                            })
+                        })
+                        .collect();
+                    serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+                }
+                Format::Prometheus => {
+                    let reports: Vec<_> = runs.iter().map(|r| r.report.clone()).collect();
+                    report::prometheus::render(&reports)
+                }
+                Format::Text | Format::Nagios => {
+                    let width = runs.iter().map(|r| r.name.len()).max().unwrap_or(10);
+                    let mut s = format!(
+                        "ews-probe demo: {} built-in scenarios (recorded, redacted; no mailbox, no network)\n\n",
+                        runs.len()
+                    );
+                    for r in &runs {
+                        let mark = if r.check.is_ok() { "ok  " } else { "FAIL" };
+                        s.push_str(&format!(
+                            "  {mark} {:<width$}  {:<8} exit {}  {}\n",
+                            r.name,
+                            r.report.status.label(),
+                            r.report.exit_code,
+                            ews_probe::util::truncate_for_display(&r.report.headline(), 110)
+                        ));
+                        if let Err(e) = &r.check {
+                            s.push_str(&format!("       expected verdict not reached: {e}\n"));
+                        }
+                    }
+                    s.push_str(&format!(
+                        "\n{} of {} scenarios reached their expected verdict.\nFull report of one: ews-probe demo {}\n",
+                        runs.iter().filter(|r| r.check.is_ok()).count(),
+                        runs.len(),
+                        runs.iter().find(|r| r.report.exit_code == 2).map(|r| r.name).unwrap_or("SCENARIO")
+                    ));
+                    s
+                }
+            };
+            emit(&a.out, &text)?;
+            Ok(if all_ok { 0 } else { UNKNOWN })
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors; every usage error is UNKNOWN (3), not clap's 2.
+            return if e.use_stderr() { ExitCode::from(UNKNOWN) } else { ExitCode::SUCCESS };
+        }
+    };
+    let verbose = match &cli.command {
+        Command::Probe(a) => a.out.verbose,
+        Command::Replay(a) => a.out.verbose,
+        Command::Demo(a) => a.out.verbose,
+    };
+    init_tracing(verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ews-probe: error: cannot start the runtime: {e}");
+            return ExitCode::from(UNKNOWN);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("ews-probe: error: {e}");
+            ExitCode::from(UNKNOWN)
+        }
+    }
+}

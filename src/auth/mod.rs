@@ -47,6 +47,8 @@ pub enum Credentials {
     None,
     Basic { user: String, password: SecretString },
     Bearer { token: SecretString },
+    /// A replayed run: the recorded scheme, no secret (none was ever recorded).
+    Replayed(AuthMode),
 }
 
 impl std::fmt::Debug for Credentials {
@@ -55,6 +57,7 @@ impl std::fmt::Debug for Credentials {
             Credentials::None => f.write_str("Credentials::None"),
             Credentials::Basic { user, .. } => write!(f, "Credentials::Basic({user}, [redacted])"),
             Credentials::Bearer { .. } => f.write_str("Credentials::Bearer([redacted])"),
+            Credentials::Replayed(m) => write!(f, "Credentials::Replayed({})", m.as_str()),
         }
     }
 }
@@ -65,13 +68,14 @@ impl Credentials {
             Credentials::None => AuthMode::None,
             Credentials::Basic { .. } => AuthMode::Basic,
             Credentials::Bearer { .. } => AuthMode::Bearer,
+            Credentials::Replayed(m) => *m,
         }
     }
 
     /// Teaches the redactor every form of the secret that could appear in output.
     pub fn register_secrets(&self, r: &mut Redactor) {
         match self {
-            Credentials::None => {}
+            Credentials::None | Credentials::Replayed(_) => {}
             Credentials::Basic { user, password } => r.add_basic(user, password.expose_secret()),
             Credentials::Bearer { token } => r.add_secret(token.expose_secret()),
         }
@@ -80,7 +84,7 @@ impl Credentials {
     /// The `Authorization` header, marked sensitive.
     pub fn authorization(&self) -> Option<Header> {
         let value = match self {
-            Credentials::None => return None,
+            Credentials::None | Credentials::Replayed(_) => return None,
             Credentials::Basic { user, password } => format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD

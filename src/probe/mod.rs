@@ -260,7 +260,11 @@ async fn ews_step(
                     step.soap = Some(soap);
                 }
                 Some(Err(be)) => {
-                    detail.push_str(&format!(", body: {be}"));
+                    if be == BodyError::Empty {
+                        detail.push_str(", empty body");
+                    } else {
+                        detail.push_str(&format!(", body: {be}"));
+                    }
                     step.body_error = Some(be);
                 }
                 None => {}

@@ -1,0 +1,140 @@
+//! Command-line types only (clap derive). The contract is DESIGN §3: flags may be added, never
+//! renamed. Secrets are never argument values: only the names of environment variables, files,
+//! stdin, or a prompt.
+
+use crate::auth::AuthMode;
+use crate::report::Format;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ews-probe",
+    version,
+    about = "Tells whether a mailbox can be used over Exchange Web Services, feature by feature, and why not.",
+    after_help = "Exit codes (Nagios/Icinga): 0 ok, 1 warning, 2 critical, 3 unknown.\nStart with: ews-probe demo"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Probe one mailbox: connectivity, each feature's EWS operations, diagnosis.
+    Probe(ProbeArgs),
+    /// Re-run the diagnosis on a bundle recorded with --record (offline).
+    Replay(ReplayArgs),
+    /// Built-in recorded scenarios; no mailbox, no network. Without SCENARIO: runs all as a self-check.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Write the report to this file instead of standard output.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// More detail on standard error: -v each HTTP exchange, -vv headers and bodies (redacted).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The mailbox's SMTP address.
+    pub mailbox: String,
+    /// The EWS endpoint, e.g. https://outlook.office365.com/EWS/Exchange.asmx.
+    #[arg(long, value_name = "URL")]
+    pub ews_url: Option<String>,
+    /// How to authenticate.
+    #[arg(long, value_enum, default_value = "none")]
+    pub auth: AuthMode,
+    /// User name for basic/ntlm (UPN or DOMAIN\user); defaults to the mailbox address.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Read the password from this environment variable.
+    #[arg(long, value_name = "VAR", group = "password")]
+    pub password_env: Option<String>,
+    /// Read the password from this file (first line).
+    #[arg(long, value_name = "PATH", group = "password")]
+    pub password_file: Option<PathBuf>,
+    /// Read the password from standard input (first line).
+    #[arg(long, group = "password")]
+    pub password_stdin: bool,
+    /// Read the access token from this environment variable.
+    #[arg(long, value_name = "VAR", group = "token")]
+    pub token_env: Option<String>,
+    /// Read the access token from this file.
+    #[arg(long, value_name = "PATH", group = "token")]
+    pub token_file: Option<PathBuf>,
+    /// Entra ID tenant (device-code, client-credentials).
+    #[arg(long, value_name = "ID")]
+    pub tenant: Option<String>,
+    /// Application (client) id (device-code, client-credentials).
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// Read the client secret from this environment variable (client-credentials).
+    #[arg(long, value_name = "VAR")]
+    pub client_secret_env: Option<String>,
+    /// PEM file with the certificate and its private key (client-credentials).
+    #[arg(long, value_name = "PATH")]
+    pub client_cert: Option<PathBuf>,
+    /// Act for the mailbox with ExchangeImpersonation and X-AnchorMailbox.
+    #[arg(long)]
+    pub impersonate: bool,
+    /// Also run the write checks (CreateItem SaveOnly into Drafts, then HardDelete). Never sends mail.
+    #[arg(long)]
+    pub write: bool,
+    /// Deadline for the whole probe, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_timeout)]
+    pub timeout: f64,
+    /// RequestServerVersion to send (a value of the EWS schema).
+    #[arg(long, value_name = "VERSION", default_value = "Exchange2013_SP1")]
+    pub server_version: crate::ews::ServerVersion,
+    /// Record every exchange, redacted, into this directory (replay it with `ews-probe replay DIR`).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Also trust this host with credentials (redirect policy).
+    #[arg(long, value_name = "HOST")]
+    pub trust_host: Vec<String>,
+    /// Trust the CA certificates in this PEM file too (corporate TLS inspection).
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+    /// Send requests through this proxy.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Pin HOST:PORT to ADDR without DNS, like curl's --resolve.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<crate::transport::resolve::Pin>,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A directory written by `probe --record DIR`.
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// One scenario (see `ews-probe demo` for the list).
+    pub scenario: Option<String>,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(v > 0.0 && v <= 3600.0) {
+        return Err("the timeout must be more than 0 and at most 3600 seconds".into());
+    }
+    Ok(v)
+}

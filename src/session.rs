@@ -1,0 +1,69 @@
+//! The description of a recorded run (`session.json` in a bundle): what was probed and how,
+//! so `replay` rebuilds the same probe; demo bundles add their expected verdict, which makes
+//! `demo` a self-check.
+
+use crate::auth::AuthMode;
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA: &str = "ews-probe.session.v1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionMeta {
+    pub schema: String,
+    pub mailbox: String,
+    pub endpoint: Option<String>,
+    pub auth: AuthMode,
+    #[serde(default)]
+    pub impersonate: Option<String>,
+    #[serde(default)]
+    pub write: bool,
+    pub server_version: String,
+    /// The probe's clock at the start (RFC 3339); replay uses it for the same requests.
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expectation>,
+}
+
+/// What a demo scenario must reach.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Expectation {
+    pub exit_code: i32,
+    /// Diagnosis codes, in report order.
+    pub codes: Vec<String>,
+    /// Feature statuses in report order, e.g. ["available", "available", "available", "unavailable"].
+    #[serde(default)]
+    pub features: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: session.json: {message}")]
+pub struct SessionError {
+    pub origin: String,
+    pub message: String,
+}
+
+impl SessionMeta {
+    pub fn parse(origin: &str, text: &str) -> Result<Self, SessionError> {
+        let m: SessionMeta = serde_json::from_str(text).map_err(|e| SessionError {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        if m.schema != SCHEMA {
+            return Err(SessionError {
+                origin: origin.to_string(),
+                message: format!("schema '{}' is not {SCHEMA}", m.schema),
+            });
+        }
+        Ok(m)
+    }
+
+    pub fn started(&self) -> Result<time::OffsetDateTime, String> {
+        time::OffsetDateTime::parse(
+            &self.started_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|e| format!("started_at '{}': {e}", self.started_at))
+    }
+}
