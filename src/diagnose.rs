@@ -412,7 +412,9 @@ fn step_cause(s: &Step, c: &Ctx) -> Option<Cause> {
             be,
             BodyError::Html { .. } | BodyError::NotXml { .. } | BodyError::NotSoap { .. } | BodyError::Empty
         );
-        if status == 404 || (not_ews && status != 500 && status != 503) || matches!(be, BodyError::Html { .. }) {
+        // A 5xx is the server's failure whatever page came with it; below that, a body
+        // that is not SOAP means the URL is not EWS.
+        if status == 404 || (not_ews && status < 500) {
             return Some(cause(
                 Code::NotEwsEndpoint,
                 format!("the URL answered HTTP {status} with {be}: this is not an EWS endpoint"),
