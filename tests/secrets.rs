@@ -1,0 +1,129 @@
+//! Secrets never leak: a run with a known password and one with a known token, at -vv, with
+//! --record and a JSON report, against a server that echoes the credentials back in headers
+//! and body. Neither the secret nor its Basic base64 form may appear in stdout, stderr, the
+//! report or the bundle, and the bundle must still replay to the same diagnosis.
+
+mod common;
+use base64::Engine;
+use common::*;
+use std::process::{Command, Stdio};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const PASSWORD: &str = "Tr0ub4dor&3-secret";
+const TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.eyJhdWQiOiJsZWFrLXRlc3QifQ.c2VjcmV0LXNpZw";
+
+/// Answers 401 and echoes whatever Authorization it got, in a header and in the body.
+struct Echo;
+impl Respond for Echo {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let auth = req
+            .headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap_or("").to_string())
+            .unwrap_or_default();
+        ResponseTemplate::new(401)
+            .insert_header("www-authenticate", "Bearer authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", error=\"invalid_token\"")
+            .insert_header("x-echo-authorization", auth.as_str())
+            .insert_header("set-cookie", format!("session={auth}").as_str())
+            .set_body_string(format!("<html><title>denied</title><body>you sent {auth}</body></html>"))
+    }
+}
+
+fn bin() -> std::path::PathBuf {
+    assert_cmd::cargo::cargo_bin("ews-probe")
+}
+
+fn all_text_under(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        out.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+    }
+    out
+}
+
+fn assert_clean(what: &str, text: &str, secrets: &[&str]) {
+    for s in secrets {
+        assert!(!text.contains(s), "{what} leaks a secret: …{}…", &text[text.find(s).unwrap().saturating_sub(40)..][..80.min(text.len())]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_in_any_output_and_the_bundle_replays() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::method("POST")).respond_with(Echo).mount(&server).await;
+    let url = ews_url(&server);
+    let basic_b64 = base64::engine::general_purpose::STANDARD.encode(format!("svc@contoso.com:{PASSWORD}"));
+    let secrets = [PASSWORD, TOKEN, basic_b64.as_str()];
+
+    for mode in ["basic", "bearer"] {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle");
+        let report = dir.path().join("report.json");
+        let mut cmd = Command::new(bin());
+        cmd.args(["probe", "svc@contoso.com", "--ews-url", &url, "--auth", mode, "-vv", "--format", "json"])
+            .arg("--record")
+            .arg(&bundle)
+            .arg("--output")
+            .arg(&report)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if mode == "basic" {
+            cmd.arg("--password-stdin");
+        } else {
+            cmd.args(["--token-env", "EWS_PROBE_TEST_TOKEN"]).env("EWS_PROBE_TEST_TOKEN", TOKEN);
+        }
+        let out = tokio::task::spawn_blocking(move || {
+            let mut child = cmd.spawn().unwrap();
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{mode}: {stderr}");
+        // The run really did send the secret, and the server really did echo it.
+        let received = server.received_requests().await.unwrap();
+        assert!(received.iter().any(|r| {
+            let a = r.headers.get("authorization").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+            a.contains(PASSWORD) || a.contains(TOKEN) || a.contains(&basic_b64)
+        }));
+        // -vv did show the exchange, with the credential masked.
+        assert!(stderr.contains("Authorization: Basic [redacted]") || stderr.contains("Authorization: Bearer [redacted]"), "{mode}: {stderr}");
+        assert!(stderr.contains("x-echo-authorization: "), "{mode}: the echo header is traced");
+        let report_text = std::fs::read_to_string(&report).unwrap();
+        let bundle_text = all_text_under(&bundle);
+        assert!(bundle_text.contains("[redacted]"), "{mode}: the recording was redacted, not empty");
+        for (what, text) in [("stdout", &*stdout), ("stderr", &*stderr), ("report", &report_text), ("bundle", &bundle_text)] {
+            assert_clean(&format!("{mode} {what}"), text, &secrets);
+        }
+
+        // The redacted bundle replays offline to the same diagnosis.
+        let replay = tokio::task::spawn_blocking({
+            let bundle = bundle.clone();
+            move || Command::new(bin()).arg("replay").arg(&bundle).args(["--format", "json"]).output().unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(replay.status.code(), Some(2));
+        let live: serde_json::Value = serde_json::from_str(&report_text).unwrap();
+        let again: serde_json::Value = serde_json::from_slice(&replay.stdout).unwrap();
+        assert_eq!(live["diagnoses"], again["diagnoses"], "{mode}");
+        assert_eq!(live["features"], again["features"], "{mode}");
+        assert_eq!(live["status"], again["status"]);
+    }
+}
+
+#[test]
+fn secret_flags_take_names_not_values() {
+    // There is no flag that takes a password or token value.
+    let help = Command::new(bin()).args(["probe", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--password ", "--token ", "--client-secret "] {
+        assert!(!text.contains(flag), "{flag} must not exist");
+    }
+    assert!(text.contains("--password-env <VAR>") && text.contains("--token-file <PATH>"));
+}
