@@ -793,3 +793,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "diagnose_tests.rs"]
+mod rule_tests;
