@@ -9,9 +9,16 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sessions");
     println!("cargo:rerun-if-changed={}", root.display());
     println!("cargo:rerun-if-env-changed=EWS_SCHEMA_DIR");
-    let mut code = String::from("/// Built-in demo bundles: (scenario, [(file name, text)]).\npub static SCENARIOS: &[(&str, &[(&str, &str)])] = &[\n");
+    let mut code = String::from(
+        "/// Built-in demo bundles: (scenario, [(file name, text)]).\npub static SCENARIOS: &[(&str, &[(&str, &str)])] = &[\n",
+    );
     let mut dirs: Vec<_> = std::fs::read_dir(&root)
-        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     dirs.sort();
     for dir in dirs {
@@ -28,7 +35,12 @@ fn main() {
         for f in files {
             println!("cargo:rerun-if-changed={}", f.display());
             let fname = f.file_name().unwrap().to_string_lossy().into_owned();
-            writeln!(code, "        ({fname:?}, include_str!({:?})),", f.display().to_string()).unwrap();
+            writeln!(
+                code,
+                "        ({fname:?}, include_str!({:?})),",
+                f.display().to_string()
+            )
+            .unwrap();
         }
         writeln!(code, "    ]),").unwrap();
     }
@@ -36,7 +48,11 @@ fn main() {
     let out = Path::new(&std::env::var("OUT_DIR").unwrap()).join("demo_bundles.rs");
     std::fs::write(out, code).unwrap();
     // Debug builds are the test builds; a release install need not hear about test inputs.
-    if std::env::var_os("EWS_SCHEMA_DIR").is_none() && std::env::var("PROFILE").as_deref() == Ok("debug") {
-        println!("cargo:warning=EWS_SCHEMA_DIR is not set: tests/schema.rs will not validate requests against Microsoft's EWS schema (.ci/run sets it)");
+    if std::env::var_os("EWS_SCHEMA_DIR").is_none()
+        && std::env::var("PROFILE").as_deref() == Ok("debug")
+    {
+        println!(
+            "cargo:warning=EWS_SCHEMA_DIR is not set: tests/schema.rs will not validate requests against Microsoft's EWS schema (.ci/run sets it)"
+        );
     }
 }

@@ -11,11 +11,11 @@ use crate::probe::{self, ProbeConfig};
 use crate::report::Report;
 use crate::session::{self, Expectation, SessionMeta};
 use crate::target::Mailbox;
+use crate::transport::Transport;
 use crate::transport::bundle::Bundle;
 use crate::transport::http::{HttpClient, HttpOptions};
 use crate::transport::redact::Redactor;
 use crate::transport::replay::Replay;
-use crate::transport::Transport;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +46,8 @@ fn endpoint(raw: &str, pins: &[crate::transport::resolve::Pin]) -> Result<url::U
         .map_err(|e| AppError::Usage(format!("--ews-url '{raw}' is not a URL: {e}")))?;
     if !u.username().is_empty() || u.password().is_some() {
         return Err(AppError::Usage(
-            "--ews-url must not carry credentials; use --user and --password-env/--password-file".into(),
+            "--ews-url must not carry credentials; use --user and --password-env/--password-file"
+                .into(),
         ));
     }
     match u.scheme() {
@@ -57,7 +58,9 @@ fn endpoint(raw: &str, pins: &[crate::transport::resolve::Pin]) -> Result<url::U
                 Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
                 Some(url::Host::Domain(d)) => {
                     d.eq_ignore_ascii_case("localhost")
-                        || pins.iter().any(|p| p.host.eq_ignore_ascii_case(d) && p.addr.is_loopback())
+                        || pins
+                            .iter()
+                            .any(|p| p.host.eq_ignore_ascii_case(d) && p.addr.is_loopback())
                 }
                 None => false,
             };
@@ -105,9 +108,14 @@ fn credentials(a: &ProbeArgs, mailbox: &Mailbox) -> Result<Credentials, AppError
     match a.auth {
         AuthMode::None => Ok(Credentials::None),
         AuthMode::Basic => {
-            let user = a.user.clone().unwrap_or_else(|| mailbox.address().to_string());
+            let user = a
+                .user
+                .clone()
+                .unwrap_or_else(|| mailbox.address().to_string());
             if user.contains(':') {
-                return Err(AppError::Usage("a Basic user name cannot contain ':'".into()));
+                return Err(AppError::Usage(
+                    "a Basic user name cannot contain ':'".into(),
+                ));
             }
             let password = password_source(a, &user).read()?;
             Ok(Credentials::Basic { user, password })
@@ -122,17 +130,23 @@ fn credentials(a: &ProbeArgs, mailbox: &Mailbox) -> Result<Credentials, AppError
             };
             Ok(Credentials::Bearer { token: src.read()? })
         }
-        AuthMode::Ntlm | AuthMode::DeviceCode | AuthMode::ClientCredentials => Err(AppError::Usage(format!(
-            "--auth {} is not available in this version yet; use --auth basic, bearer (a token you obtained) or none",
-            a.auth.as_str()
-        ))),
+        AuthMode::Ntlm | AuthMode::DeviceCode | AuthMode::ClientCredentials => {
+            Err(AppError::Usage(format!(
+                "--auth {} is not available in this version yet; use --auth basic, bearer (a token you obtained) or none",
+                a.auth.as_str()
+            )))
+        }
     }
 }
 
 /// `ews-probe probe`: one live run.
 pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
     let mailbox = Mailbox::parse(&a.mailbox)?;
-    let endpoint = a.ews_url.as_deref().map(|u| endpoint(u, &a.resolve)).transpose()?;
+    let endpoint = a
+        .ews_url
+        .as_deref()
+        .map(|u| endpoint(u, &a.resolve))
+        .transpose()?;
     let creds = credentials(a, &mailbox)?;
     let mut redactor = Redactor::default();
     creds.register_secrets(&mut redactor);
@@ -145,7 +159,8 @@ pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
         ..HttpOptions::default()
     };
     let client = HttpClient::new(&opts)?;
-    let mut transport = Transport::http(client, redactor.clone(), Duration::from_secs_f64(a.timeout));
+    let mut transport =
+        Transport::http(client, redactor.clone(), Duration::from_secs_f64(a.timeout));
     if let Some(dir) = &a.record {
         transport
             .record_to(dir.clone())
@@ -257,7 +272,10 @@ fn scenario_bundle(name: &str) -> Result<Bundle, AppError> {
 pub fn check_expectation(report: &Report, e: &Expectation) -> Result<(), String> {
     let codes: Vec<&str> = report.diagnoses.iter().map(|d| d.code.as_str()).collect();
     if report.exit_code != e.exit_code {
-        return Err(format!("exit {} instead of {}", report.exit_code, e.exit_code));
+        return Err(format!(
+            "exit {} instead of {}",
+            report.exit_code, e.exit_code
+        ));
     }
     if codes != e.codes {
         return Err(format!("codes {codes:?} instead of {:?}", e.codes));
@@ -292,10 +310,12 @@ pub struct DemoRun {
 pub async fn demo(a: &DemoArgs) -> Result<Vec<DemoRun>, AppError> {
     let names: Vec<&'static str> = match &a.scenario {
         Some(s) => {
-            let n = scenarios()
-                .into_iter()
-                .find(|n| n == s)
-                .ok_or_else(|| AppError::Usage(format!("no demo scenario '{s}'; scenarios: {}", scenarios().join(", "))))?;
+            let n = scenarios().into_iter().find(|n| n == s).ok_or_else(|| {
+                AppError::Usage(format!(
+                    "no demo scenario '{s}'; scenarios: {}",
+                    scenarios().join(", ")
+                ))
+            })?;
             vec![n]
         }
         None => scenarios(),

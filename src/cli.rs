@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Probe one mailbox: connectivity, each feature's EWS operations, diagnosis.
-    Probe(ProbeArgs),
+    Probe(Box<ProbeArgs>),
     /// Re-run the diagnosis on a bundle recorded with --record (offline).
     Replay(ReplayArgs),
     /// Built-in recorded scenarios; no mailbox, no network. Without SCENARIO: runs all as a self-check.

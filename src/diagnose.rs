@@ -300,10 +300,8 @@ fn step_cause(s: &Step, c: &Ctx) -> Option<Cause> {
         ));
     }
     // 3. Authentication refused.
-    if status == 401 || status == 403 {
-        if c.kind == AccountKind::Consumer {
-            return Some(consumer_cause(c));
-        }
+    if (status == 401 || status == 403) && c.kind == AccountKind::Consumer {
+        return Some(consumer_cause(c));
     }
     if status == 401 {
         if let Some((id, reason)) = ms_diagnostics(s) {
@@ -315,12 +313,16 @@ fn step_cause(s: &Step, c: &Ctx) -> Option<Cause> {
             return Some(match id {
                 2000002 => cause(
                     Code::TokenExpired,
-                    format!("Exchange refused the access token: it has expired (x-ms-diagnostics 2000002){why}"),
+                    format!(
+                        "Exchange refused the access token: it has expired (x-ms-diagnostics 2000002){why}"
+                    ),
                     "Get a fresh token (tokens live about an hour) and run again.",
                 ),
                 2000003 => cause(
                     Code::TokenWrongAudience,
-                    format!("Exchange refused the access token: it was issued for another resource (x-ms-diagnostics 2000003){why}"),
+                    format!(
+                        "Exchange refused the access token: it was issued for another resource (x-ms-diagnostics 2000003){why}"
+                    ),
                     "Request the token for EWS: scope https://outlook.office365.com/EWS.AccessAsUser.All (delegated) or https://outlook.office365.com/.default (app-only); on-premises hybrid, the audience must be the server's own https URL.",
                 ),
                 _ => cause(
@@ -337,8 +339,10 @@ fn step_cause(s: &Step, c: &Ctx) -> Option<Cause> {
                 "Use OAuth 2.0: --auth device-code (delegated) or --auth client-credentials (app-only).",
             ));
         }
-        let negotiate_only =
-            !schemes.is_empty() && schemes.iter().all(|x| x.eq_ignore_ascii_case("NTLM") || x.eq_ignore_ascii_case("Negotiate"));
+        let negotiate_only = !schemes.is_empty()
+            && schemes
+                .iter()
+                .all(|x| x.eq_ignore_ascii_case("NTLM") || x.eq_ignore_ascii_case("Negotiate"));
         if negotiate_only && c.auth != AuthMode::Ntlm {
             return Some(cause(
                 Code::InvalidCredentials,
@@ -353,20 +357,37 @@ fn step_cause(s: &Step, c: &Ctx) -> Option<Cause> {
         if c.auth.is_token() {
             return Some(cause(
                 Code::TokenInvalid,
-                format!("Exchange refused the access token (HTTP 401{})", if www.is_empty() { String::new() } else { format!("; offers: {}", schemes.join(", ")) }),
+                format!(
+                    "Exchange refused the access token (HTTP 401{})",
+                    if www.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; offers: {}", schemes.join(", "))
+                    }
+                ),
                 "Check that the token is for https://outlook.office365.com with EWS.AccessAsUser.All or full_access_as_app, then get a new one.",
             ));
         }
         if c.auth == AuthMode::None {
             return Some(cause(
                 Code::InvalidCredentials,
-                format!("EWS requires authentication and none was sent (offers: {})", if schemes.is_empty() { "nothing named".into() } else { schemes.join(", ") }),
+                format!(
+                    "EWS requires authentication and none was sent (offers: {})",
+                    if schemes.is_empty() {
+                        "nothing named".into()
+                    } else {
+                        schemes.join(", ")
+                    }
+                ),
                 "Run again with credentials: --auth basic|ntlm|bearer|device-code|client-credentials.",
             ));
         }
         return Some(cause(
             Code::InvalidCredentials,
-            format!("the server refused the {} credentials (HTTP 401)", c.auth.as_str()),
+            format!(
+                "the server refused the {} credentials (HTTP 401)",
+                c.auth.as_str()
+            ),
             "Check the user name (UPN or DOMAIN\\user) and password; check that the account is not locked or its password expired.",
         ));
     }
@@ -402,7 +423,12 @@ fn step_cause(s: &Step, c: &Ctx) -> Option<Cause> {
         let text = s
             .soap
             .as_ref()
-            .and_then(|x| x.fault.as_ref().map(|f| f.faultstring.clone()).or_else(|| x.first_error().and_then(|m| m.text.clone())))
+            .and_then(|x| {
+                x.fault
+                    .as_ref()
+                    .map(|f| f.faultstring.clone())
+                    .or_else(|| x.first_error().and_then(|m| m.text.clone()))
+            })
             .unwrap_or_default();
         return Some(code_cause(code, inner, &text, s, c));
     }
@@ -410,7 +436,10 @@ fn step_cause(s: &Step, c: &Ctx) -> Option<Cause> {
     if let Some(be) = &s.body_error {
         let not_ews = matches!(
             be,
-            BodyError::Html { .. } | BodyError::NotXml { .. } | BodyError::NotSoap { .. } | BodyError::Empty
+            BodyError::Html { .. }
+                | BodyError::NotXml { .. }
+                | BodyError::NotSoap { .. }
+                | BodyError::Empty
         );
         // A 5xx is the server's failure whatever page came with it; below that, a body
         // that is not SOAP means the URL is not EWS.
@@ -432,7 +461,10 @@ fn step_cause(s: &Step, c: &Ctx) -> Option<Cause> {
     if status == 503 || status == 429 {
         return Some(cause(
             Code::Throttled,
-            format!("HTTP {status}: the server is queueing or limiting EWS requests{}", retry_note(s)),
+            format!(
+                "HTTP {status}: the server is queueing or limiting EWS requests{}",
+                retry_note(s)
+            ),
             "Retry later; for many mailboxes lower the concurrency. The server's back-off hint is in the evidence.",
         ));
     }
@@ -447,7 +479,10 @@ fn step_cause(s: &Step, c: &Ctx) -> Option<Cause> {
         Code::UnexpectedResponse,
         format!(
             "an answer the probe does not recognise (HTTP {status}{})",
-            s.body_error.as_ref().map(|b| format!(", {b}")).unwrap_or_default()
+            s.body_error
+                .as_ref()
+                .map(|b| format!(", {b}"))
+                .unwrap_or_default()
         ),
         "Keep the recorded evidence (--record DIR) and check the EWS URL and anything between this machine and the server.",
     ))
@@ -459,7 +494,9 @@ fn retry_note(s: &Step) -> String {
         n.push_str(&format!("; {} attempts", s.attempts.count));
     }
     if let Some(ms) = s.attempts.hint_past_deadline_ms {
-        n.push_str(&format!("; the server asked to wait {ms} ms, past the deadline"));
+        n.push_str(&format!(
+            "; the server asked to wait {ms} ms, past the deadline"
+        ));
     }
     n
 }
@@ -472,22 +509,38 @@ fn code_cause(code: &str, inner: Option<&str>, text: &str, s: &Step, c: &Ctx) ->
         format!("{code}: {text}")
     };
     match code {
-        "ErrorServerBusy" | "ErrorExceededConnectionCount" | "ErrorTooManyObjectsOpened" | "ErrorExceededSubscriptionCount" => cause(
+        "ErrorServerBusy"
+        | "ErrorExceededConnectionCount"
+        | "ErrorTooManyObjectsOpened"
+        | "ErrorExceededSubscriptionCount" => cause(
             Code::Throttled,
-            format!("Exchange is throttling this account ({said}){}", retry_note(s)),
+            format!(
+                "Exchange is throttling this account ({said}){}",
+                retry_note(s)
+            ),
             "Retry after the server's back-off; for many mailboxes lower the concurrency (EWS allows about 10–27 concurrent requests per user).",
         ),
-        "ErrorSchemaValidation" | "ErrorInvalidServerVersion" | "ErrorIncorrectSchemaVersion" | "ErrorInvalidSchemaVersionForMailboxVersion" | "ErrorInvalidRequest" => cause(
+        "ErrorSchemaValidation"
+        | "ErrorInvalidServerVersion"
+        | "ErrorIncorrectSchemaVersion"
+        | "ErrorInvalidSchemaVersionForMailboxVersion"
+        | "ErrorInvalidRequest" => cause(
             Code::SchemaMismatch,
             format!("the server rejected the probe's request itself, not the mailbox ({said})"),
             "Run again with another --server-version (e.g. Exchange2010_SP2 for old servers) and report the evidence to the ews-probe maintainers.",
         ),
-        "ErrorNonExistentMailbox" | "ErrorMissingEmailAddress" | "ErrorMailRecipientNotFound" | "ErrorInvalidSmtpAddress" => cause(
+        "ErrorNonExistentMailbox"
+        | "ErrorMissingEmailAddress"
+        | "ErrorMailRecipientNotFound"
+        | "ErrorInvalidSmtpAddress" => cause(
             Code::MailboxNotFound,
             format!("Exchange has no mailbox for {} ({said})", c.mailbox),
             "Check the address (primary SMTP address, not an alias of another tenant) and that the user has an Exchange mailbox licence.",
         ),
-        "ErrorImpersonateUserDenied" | "ErrorImpersonationDenied" | "ErrorImpersonationFailed" | "ErrorInvalidExchangeImpersonationHeaderData" => cause(
+        "ErrorImpersonateUserDenied"
+        | "ErrorImpersonationDenied"
+        | "ErrorImpersonationFailed"
+        | "ErrorInvalidExchangeImpersonationHeaderData" => cause(
             Code::ImpersonationDenied,
             format!("the account may not act for {} ({said})", c.mailbox),
             "Grant the service account ApplicationImpersonation (on-premises) or the app full_access_as_app with an application access policy scope that includes this mailbox (Exchange Online).",
@@ -497,12 +550,18 @@ fn code_cause(code: &str, inner: Option<&str>, text: &str, s: &Step, c: &Ctx) ->
             format!("the mailbox is being moved ({said})"),
             "Wait for the move to finish and run again.",
         ),
-        "ErrorMailboxStoreUnavailable" | "ErrorMailboxFailover" | "ErrorConnectionFailed" | "ErrorInternalServerTransientError" => cause(
+        "ErrorMailboxStoreUnavailable"
+        | "ErrorMailboxFailover"
+        | "ErrorConnectionFailed"
+        | "ErrorInternalServerTransientError" => cause(
             Code::MailboxUnavailable,
             format!("the mailbox database is not available right now ({said})"),
             "Retry later; if it persists the Exchange admin checks the mailbox database and its copies.",
         ),
-        "ErrorAccessDenied" | "ErrorFolderNotFound" | "ErrorNoFreeBusyAccess" | "ErrorItemNotFound" => cause(
+        "ErrorAccessDenied"
+        | "ErrorFolderNotFound"
+        | "ErrorNoFreeBusyAccess"
+        | "ErrorItemNotFound" => cause(
             Code::FolderAccessDenied,
             format!("{} was refused by the mailbox ({said})", s.id),
             "Check the folder permissions and any policy that limits this app's access (Set-MailboxFolderPermission, application access policies); the mailbox owner or an admin can grant it.",
@@ -520,7 +579,10 @@ fn code_cause(code: &str, inner: Option<&str>, text: &str, s: &Step, c: &Ctx) ->
         "ErrorInternalServerError" => match inner {
             Some(i) if i != code => {
                 let mut inner_cause = code_cause(i, None, text, s, c);
-                inner_cause.summary = format!("{} (inner error of ErrorInternalServerError)", inner_cause.summary);
+                inner_cause.summary = format!(
+                    "{} (inner error of ErrorInternalServerError)",
+                    inner_cause.summary
+                );
                 inner_cause
             }
             _ => cause(
@@ -529,7 +591,10 @@ fn code_cause(code: &str, inner: Option<&str>, text: &str, s: &Step, c: &Ctx) ->
                 "Retry later; if it persists the Exchange admin checks the server logs (request-id in the evidence).",
             ),
         },
-        "ErrorFreeBusyGenerationFailed" | "ErrorProxyRequestProcessingFailed" | "ErrorServiceDiscoveryFailed" | "ErrorAvailabilityConfigNotFound" => cause(
+        "ErrorFreeBusyGenerationFailed"
+        | "ErrorProxyRequestProcessingFailed"
+        | "ErrorServiceDiscoveryFailed"
+        | "ErrorAvailabilityConfigNotFound" => cause(
             Code::ServerError,
             format!("the availability service failed ({said})"),
             "The Exchange admin checks the availability service (Get-AvailabilityConfig, hybrid free/busy) and its logs.",
@@ -570,16 +635,27 @@ fn account(target: &Mailbox, ev: &Evidence) -> Account {
             basis.push(format!("EWS endpoint {h} is Exchange Online"));
         } else if let Some(s) = ev.steps.iter().find(|s| s.soap.is_some()) {
             kind = AccountKind::OnPremises;
-            basis.push(format!("EWS answered from {h} ({}), not an Exchange Online host", s.id));
+            basis.push(format!(
+                "EWS answered from {h} ({}), not an Exchange Online host",
+                s.id
+            ));
         } else if let Some(schemes) = ev
             .steps
             .iter()
             .filter_map(|s| s.http.as_ref()?.header("www-authenticate"))
             .map(offered_schemes)
-            .find(|v| !v.is_empty() && v.iter().all(|x| x.eq_ignore_ascii_case("NTLM") || x.eq_ignore_ascii_case("Negotiate")))
+            .find(|v| {
+                !v.is_empty()
+                    && v.iter().all(|x| {
+                        x.eq_ignore_ascii_case("NTLM") || x.eq_ignore_ascii_case("Negotiate")
+                    })
+            })
         {
             kind = AccountKind::OnPremises;
-            basis.push(format!("{h} offers only {} authentication, as Exchange Server does", schemes.join(" and ")));
+            basis.push(format!(
+                "{h} offers only {} authentication, as Exchange Server does",
+                schemes.join(" and ")
+            ));
         }
     }
     Account { kind, basis }
@@ -602,24 +678,25 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
         domain: target.domain(),
     };
     let mut diagnoses: Vec<Diagnosis> = Vec::new();
-    let mut add = |code: Code, sev: Severity, summary: String, remedy: String, line: Option<String>| {
-        if let Some(d) = diagnoses.iter_mut().find(|d| d.code == code) {
-            d.severity = d.severity.max(sev);
-            if let Some(l) = line
-                && !d.evidence.contains(&l)
-            {
-                d.evidence.push(l);
+    let mut add =
+        |code: Code, sev: Severity, summary: String, remedy: String, line: Option<String>| {
+            if let Some(d) = diagnoses.iter_mut().find(|d| d.code == code) {
+                d.severity = d.severity.max(sev);
+                if let Some(l) = line
+                    && !d.evidence.contains(&l)
+                {
+                    d.evidence.push(l);
+                }
+            } else {
+                diagnoses.push(Diagnosis {
+                    code,
+                    severity: sev,
+                    summary,
+                    remedy,
+                    evidence: line.into_iter().collect(),
+                });
             }
-        } else {
-            diagnoses.push(Diagnosis {
-                code,
-                severity: sev,
-                summary,
-                remedy,
-                evidence: line.into_iter().collect(),
-            });
-        }
-    };
+        };
 
     let conn = ev.step(plan::CONNECTIVITY.id);
     let conn_cause = conn.and_then(|s| step_cause(s, &ctx));
@@ -631,7 +708,13 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
     if ev.endpoint.is_none() {
         if account.kind == AccountKind::Consumer {
             let c = consumer_cause(&ctx);
-            add(c.code, Status::Critical, c.summary, c.remedy, Some(format!("account: consumer domain {}", ctx.domain)));
+            add(
+                c.code,
+                Status::Critical,
+                c.summary,
+                c.remedy,
+                Some(format!("account: consumer domain {}", ctx.domain)),
+            );
         } else {
             add(
                 Code::AutodiscoverFailed,
@@ -649,7 +732,10 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
         let steps: Vec<&Step> = ids.iter().filter_map(|id| ev.step(id)).collect();
         if ev.endpoint.is_none() {
             let (st, why) = if account.kind == AccountKind::Consumer {
-                (FeatureStatus::Unavailable, "consumer_account_no_ews: consumer accounts have no EWS".to_string())
+                (
+                    FeatureStatus::Unavailable,
+                    "consumer_account_no_ews: consumer accounts have no EWS".to_string(),
+                )
             } else {
                 (FeatureStatus::Untested, "no EWS endpoint".to_string())
             };
@@ -658,9 +744,17 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
         }
         if conn_blocks {
             let c = conn_cause.clone().expect("a failed step has a cause");
-            let st = if c.code.leaves_untested() { FeatureStatus::Untested } else { FeatureStatus::Unavailable };
+            let st = if c.code.leaves_untested() {
+                FeatureStatus::Untested
+            } else {
+                FeatureStatus::Unavailable
+            };
             let detail = conn.map(|s| s.detail.as_str()).unwrap_or_default();
-            feature_cause.push((f, st, format!("{}: connectivity check failed: {detail}", c.code.as_str())));
+            feature_cause.push((
+                f,
+                st,
+                format!("{}: connectivity check failed: {detail}", c.code.as_str()),
+            ));
             continue;
         }
         // The first failed check (other than connectivity, unless it alone failed) decides.
@@ -671,13 +765,26 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
             .or_else(|| steps.first().filter(|s| s.outcome == Outcome::Fail));
         if let Some(s) = failed {
             let c = step_cause(s, &ctx).expect("failed step");
-            let st = if c.code.leaves_untested() { FeatureStatus::Untested } else { FeatureStatus::Unavailable };
-            feature_cause.push((f, st, format!("{}: {} failed: {}", c.code.as_str(), s.id, s.detail)));
+            let st = if c.code.leaves_untested() {
+                FeatureStatus::Untested
+            } else {
+                FeatureStatus::Unavailable
+            };
+            feature_cause.push((
+                f,
+                st,
+                format!("{}: {} failed: {}", c.code.as_str(), s.id, s.detail),
+            ));
         } else if let Some(s) = steps.iter().find(|s| s.was_throttled()) {
             feature_cause.push((
                 f,
                 FeatureStatus::Degraded,
-                format!("throttled: {} answered after {} attempts (waited {} ms)", s.id, s.attempts.count, s.attempts.waits_ms.iter().sum::<u64>()),
+                format!(
+                    "throttled: {} answered after {} attempts (waited {} ms)",
+                    s.id,
+                    s.attempts.count,
+                    s.attempts.waits_ms.iter().sum::<u64>()
+                ),
             ));
         } else if steps.iter().any(|s| s.outcome == Outcome::Pass) {
             feature_cause.push((f, FeatureStatus::Available, "every check passed".into()));
@@ -704,8 +811,16 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
                 add(
                     Code::CleanupFailed,
                     Status::Warning,
-                    format!("the probe's test draft could not be deleted ({}: {})", c.code.as_str(), c.summary),
-                    format!("Delete the draft \"{}\" from Drafts by hand. {}", crate::ews::ops::create_item::PROBE_SUBJECT, c.remedy),
+                    format!(
+                        "the probe's test draft could not be deleted ({}: {})",
+                        c.code.as_str(),
+                        c.summary
+                    ),
+                    format!(
+                        "Delete the draft \"{}\" from Drafts by hand. {}",
+                        crate::ews::ops::create_item::PROBE_SUBJECT,
+                        c.remedy
+                    ),
                     Some(evidence_line(s)),
                 );
             } else {
@@ -721,12 +836,19 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
                 Some(format!("{}: waited {:?} ms between attempts", s.id, s.attempts.waits_ms)),
             );
         }
-        if s.outcome == Outcome::Fail && s.id.starts_with("ews.delete_item.") && s.http.is_none() && s.failure.is_none() {
+        if s.outcome == Outcome::Fail
+            && s.id.starts_with("ews.delete_item.")
+            && s.http.is_none()
+            && s.failure.is_none()
+        {
             add(
                 Code::CleanupFailed,
                 Status::Warning,
                 s.skipped.clone().unwrap_or_default(),
-                format!("Delete the draft \"{}\" from Drafts by hand.", crate::ews::ops::create_item::PROBE_SUBJECT),
+                format!(
+                    "Delete the draft \"{}\" from Drafts by hand.",
+                    crate::ews::ops::create_item::PROBE_SUBJECT
+                ),
                 Some(evidence_line(s)),
             );
         }
@@ -747,9 +869,18 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
         })
         .collect();
 
-    let mut status = diagnoses.iter().map(|d| d.severity).max().unwrap_or(Status::Ok);
+    let mut status = diagnoses
+        .iter()
+        .map(|d| d.severity)
+        .max()
+        .unwrap_or(Status::Ok);
     if status < Status::Warning
-        && features.iter().any(|f| matches!(f.status, FeatureStatus::Unavailable | FeatureStatus::Degraded))
+        && features.iter().any(|f| {
+            matches!(
+                f.status,
+                FeatureStatus::Unavailable | FeatureStatus::Degraded
+            )
+        })
     {
         status = Status::Warning;
     }
@@ -768,11 +899,19 @@ mod tests {
     #[test]
     fn reads_offered_schemes() {
         assert_eq!(
-            offered_schemes(r#"Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="x@*", token_types="app_asserted_user_v1 service_asserted_app_v1", authorization_uri="https://login.windows.net/common/oauth2/authorize", error="invalid_token",Basic Realm="",Basic Realm="""#),
+            offered_schemes(
+                r#"Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="x@*", token_types="app_asserted_user_v1 service_asserted_app_v1", authorization_uri="https://login.windows.net/common/oauth2/authorize", error="invalid_token",Basic Realm="",Basic Realm="""#
+            ),
             vec!["Bearer", "Basic"]
         );
-        assert_eq!(offered_schemes("Negotiate, NTLM"), vec!["Negotiate", "NTLM"]);
-        assert_eq!(offered_schemes("Basic Realm=\"\",Negotiate"), vec!["Basic", "Negotiate"]);
+        assert_eq!(
+            offered_schemes("Negotiate, NTLM"),
+            vec!["Negotiate", "NTLM"]
+        );
+        assert_eq!(
+            offered_schemes("Basic Realm=\"\",Negotiate"),
+            vec!["Basic", "Negotiate"]
+        );
         assert!(offered_schemes("").is_empty());
     }
 
@@ -786,9 +925,19 @@ mod tests {
 
     #[test]
     fn status_order_and_exit_codes() {
-        assert!(Status::Critical > Status::Warning && Status::Warning > Status::Unknown && Status::Unknown > Status::Ok);
+        assert!(
+            Status::Critical > Status::Warning
+                && Status::Warning > Status::Unknown
+                && Status::Unknown > Status::Ok
+        );
         assert_eq!(
-            [Status::Ok, Status::Warning, Status::Critical, Status::Unknown].map(Status::exit_code),
+            [
+                Status::Ok,
+                Status::Warning,
+                Status::Critical,
+                Status::Unknown
+            ]
+            .map(Status::exit_code),
             [0, 1, 2, 3]
         );
     }

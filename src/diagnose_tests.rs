@@ -30,7 +30,10 @@ fn step(id: &str) -> Step {
         }),
         body_error: None,
         failure: None,
-        attempts: Attempts { count: 1, ..Attempts::default() },
+        attempts: Attempts {
+            count: 1,
+            ..Attempts::default()
+        },
         skipped: None,
         detail: "HTTP 200 OK, NoError".into(),
     }
@@ -53,7 +56,10 @@ fn http_fail(id: &str, status: u16, headers: &[(&str, &str)]) -> Step {
     s.soap = None;
     let h = s.http.as_mut().unwrap();
     h.status = status;
-    h.headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    h.headers = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     s.detail = format!("HTTP {status}");
     s
 }
@@ -88,19 +94,32 @@ fn transport_fail(kind: FailureKind) -> Step {
     s.outcome = Outcome::Fail;
     s.http = None;
     s.soap = None;
-    s.failure = Some(Failure { kind, message: "boom".into() });
+    s.failure = Some(Failure {
+        kind,
+        message: "boom".into(),
+    });
     s
 }
 
 /// Evidence where the connectivity step is `conn` and, when it passed, every feature check passed.
-fn ev_with(endpoint: Option<&str>, auth: AuthMode, conn: Step, feature_steps: Vec<Step>) -> Evidence {
+fn ev_with(
+    endpoint: Option<&str>,
+    auth: AuthMode,
+    conn: Step,
+    feature_steps: Vec<Step>,
+) -> Evidence {
     let blocked = conn.outcome == Outcome::Fail;
     let mut steps = vec![conn];
     for c in plan::READ_CHECKS {
         let found = feature_steps.iter().find(|s| s.id == c.id).cloned();
         steps.push(match (found, blocked) {
             (Some(s), _) => s,
-            (None, true) => Step::skipped(c.id, StepKind::Ews, None, "connectivity check failed".into()),
+            (None, true) => Step::skipped(
+                c.id,
+                StepKind::Ews,
+                None,
+                "connectivity check failed".into(),
+            ),
             (None, false) => step(c.id),
         });
     }
@@ -135,16 +154,26 @@ fn consumer_account_401_basic_and_403_token() {
         let v = conn_verdict("a@outlook.com", EXO, auth, http_fail(C, status, &[]));
         assert_eq!(codes(&v), ["consumer_account_no_ews"]);
         assert_eq!(v.status, Status::Critical);
-        assert!(v.features.iter().all(|f| f.status == FeatureStatus::Unavailable));
+        assert!(
+            v.features
+                .iter()
+                .all(|f| f.status == FeatureStatus::Unavailable)
+        );
     }
 }
 
 #[test]
 fn consumer_account_known_before_any_request() {
-    let v = verdict("a@live.com", &ev_with(None, AuthMode::None, step(C), vec![]).with_no_steps());
+    let v = verdict(
+        "a@live.com",
+        &ev_with(None, AuthMode::None, step(C), vec![]).with_no_steps(),
+    );
     assert_eq!(codes(&v), ["consumer_account_no_ews"]);
     assert_eq!(v.status, Status::Critical);
-    let v = verdict("a@contoso.com", &ev_with(None, AuthMode::None, step(C), vec![]).with_no_steps());
+    let v = verdict(
+        "a@contoso.com",
+        &ev_with(None, AuthMode::None, step(C), vec![]).with_no_steps(),
+    );
     assert_eq!(codes(&v), ["autodiscover_failed"]);
     assert_eq!(v.status, Status::Unknown);
 }
@@ -158,22 +187,56 @@ impl Evidence {
 
 #[test]
 fn basic_rejected_by_exchange_online() {
-    let v = conn_verdict("a@contoso.com", EXO, AuthMode::Basic, http_fail(C, 401, &[("www-authenticate", "Basic Realm=\"\"")]));
+    let v = conn_verdict(
+        "a@contoso.com",
+        EXO,
+        AuthMode::Basic,
+        http_fail(C, 401, &[("www-authenticate", "Basic Realm=\"\"")]),
+    );
     assert_eq!(codes(&v), ["basic_auth_rejected"]);
     // Off Exchange Online, a Bearer challenge says the same.
-    let v = conn_verdict("a@contoso.com", ONPREM, AuthMode::Basic, http_fail(C, 401, &[("www-authenticate", "Bearer authorization_uri=\"x\", Basic realm=\"mail\"")]));
+    let v = conn_verdict(
+        "a@contoso.com",
+        ONPREM,
+        AuthMode::Basic,
+        http_fail(
+            C,
+            401,
+            &[(
+                "www-authenticate",
+                "Bearer authorization_uri=\"x\", Basic realm=\"mail\"",
+            )],
+        ),
+    );
     assert_eq!(codes(&v), ["basic_auth_rejected"]);
 }
 
 #[test]
 fn x_ms_diagnostics_codes() {
     for (diag, code) in [
-        ("2000002;reason=\"The token has expired.\";error_category=\"invalid_token\"", "token_expired"),
-        ("2000003;reason=\"The audience claim value is invalid 'aud'.\";error_category=\"invalid_resource\"", "token_wrong_audience"),
-        ("2000001;reason=\"The token is invalid.\";error_category=\"invalid_token\"", "token_invalid"),
-        ("2000008;reason=\"x\";error_category=\"invalid_grant\"", "token_invalid"),
+        (
+            "2000002;reason=\"The token has expired.\";error_category=\"invalid_token\"",
+            "token_expired",
+        ),
+        (
+            "2000003;reason=\"The audience claim value is invalid 'aud'.\";error_category=\"invalid_resource\"",
+            "token_wrong_audience",
+        ),
+        (
+            "2000001;reason=\"The token is invalid.\";error_category=\"invalid_token\"",
+            "token_invalid",
+        ),
+        (
+            "2000008;reason=\"x\";error_category=\"invalid_grant\"",
+            "token_invalid",
+        ),
     ] {
-        let v = conn_verdict("a@contoso.com", EXO, AuthMode::Bearer, http_fail(C, 401, &[("x-ms-diagnostics", diag)]));
+        let v = conn_verdict(
+            "a@contoso.com",
+            EXO,
+            AuthMode::Bearer,
+            http_fail(C, 401, &[("x-ms-diagnostics", diag)]),
+        );
         assert_eq!(codes(&v), [code], "{diag}");
         assert!(v.diagnoses[0].summary.contains("x-ms-diagnostics"));
     }
@@ -181,13 +244,23 @@ fn x_ms_diagnostics_codes() {
 
 #[test]
 fn bearer_refused_without_diagnostics_is_token_invalid() {
-    let v = conn_verdict("a@contoso.com", ONPREM, AuthMode::Bearer, http_fail(C, 401, &[]));
+    let v = conn_verdict(
+        "a@contoso.com",
+        ONPREM,
+        AuthMode::Bearer,
+        http_fail(C, 401, &[]),
+    );
     assert_eq!(codes(&v), ["token_invalid"]);
 }
 
 #[test]
 fn negotiate_only_challenge_names_the_schemes() {
-    let v = conn_verdict("a@contoso.com", ONPREM, AuthMode::Basic, http_fail(C, 401, &[("www-authenticate", "Negotiate, NTLM")]));
+    let v = conn_verdict(
+        "a@contoso.com",
+        ONPREM,
+        AuthMode::Basic,
+        http_fail(C, 401, &[("www-authenticate", "Negotiate, NTLM")]),
+    );
     assert_eq!(codes(&v), ["invalid_credentials"]);
     assert!(v.diagnoses[0].summary.contains("Negotiate and NTLM"));
     assert_eq!(v.account.kind, AccountKind::OnPremises);
@@ -195,19 +268,39 @@ fn negotiate_only_challenge_names_the_schemes() {
 
 #[test]
 fn plain_401_and_no_credentials() {
-    let v = conn_verdict("a@contoso.com", ONPREM, AuthMode::Basic, http_fail(C, 401, &[("www-authenticate", "Basic realm=\"mail\"")]));
+    let v = conn_verdict(
+        "a@contoso.com",
+        ONPREM,
+        AuthMode::Basic,
+        http_fail(C, 401, &[("www-authenticate", "Basic realm=\"mail\"")]),
+    );
     assert_eq!(codes(&v), ["invalid_credentials"]);
-    let v = conn_verdict("a@contoso.com", ONPREM, AuthMode::None, http_fail(C, 401, &[("www-authenticate", "Basic realm=\"mail\"")]));
+    let v = conn_verdict(
+        "a@contoso.com",
+        ONPREM,
+        AuthMode::None,
+        http_fail(C, 401, &[("www-authenticate", "Basic realm=\"mail\"")]),
+    );
     assert_eq!(codes(&v), ["invalid_credentials"]);
     assert!(v.diagnoses[0].summary.contains("none was sent"));
 }
 
 #[test]
 fn forbidden_work_account_is_ews_blocked_with_the_right_remedy() {
-    let v = conn_verdict("a@contoso.com", EXO, AuthMode::Bearer, http_fail(C, 403, &[]));
+    let v = conn_verdict(
+        "a@contoso.com",
+        EXO,
+        AuthMode::Bearer,
+        http_fail(C, 403, &[]),
+    );
     assert_eq!(codes(&v), ["ews_access_blocked"]);
     assert!(v.diagnoses[0].remedy.contains("EwsAllowedAppIDs"));
-    let v = conn_verdict("a@contoso.com", ONPREM, AuthMode::Basic, http_fail(C, 403, &[]));
+    let v = conn_verdict(
+        "a@contoso.com",
+        ONPREM,
+        AuthMode::Basic,
+        http_fail(C, 403, &[]),
+    );
     assert_eq!(codes(&v), ["ews_access_blocked"]);
     assert!(v.diagnoses[0].remedy.contains("Get-CASMailbox"));
 }
@@ -223,7 +316,12 @@ fn http_status_rules() {
         (407, "connection_failed", Status::Critical),
         (302, "unexpected_response", Status::Critical),
     ] {
-        let v = conn_verdict("a@contoso.com", ONPREM, AuthMode::Basic, http_fail(C, status, &[]));
+        let v = conn_verdict(
+            "a@contoso.com",
+            ONPREM,
+            AuthMode::Basic,
+            http_fail(C, status, &[]),
+        );
         assert_eq!(codes(&v), [code], "HTTP {status}");
         assert_eq!(v.status, st, "HTTP {status}");
     }
@@ -232,14 +330,27 @@ fn http_status_rules() {
 #[test]
 fn html_or_non_soap_bodies_below_500_are_not_ews() {
     let mut s = http_fail(C, 200, &[]);
-    s.body_error = Some(BodyError::Html { title: Some("Outlook".into()) });
-    assert_eq!(codes(&conn_verdict("a@contoso.com", ONPREM, AuthMode::Basic, s)), ["not_ews_endpoint"]);
+    s.body_error = Some(BodyError::Html {
+        title: Some("Outlook".into()),
+    });
+    assert_eq!(
+        codes(&conn_verdict("a@contoso.com", ONPREM, AuthMode::Basic, s)),
+        ["not_ews_endpoint"]
+    );
     let mut s = http_fail(C, 500, &[]);
-    s.body_error = Some(BodyError::Html { title: Some("Runtime Error".into()) });
-    assert_eq!(codes(&conn_verdict("a@contoso.com", ONPREM, AuthMode::Basic, s)), ["server_error"]);
+    s.body_error = Some(BodyError::Html {
+        title: Some("Runtime Error".into()),
+    });
+    assert_eq!(
+        codes(&conn_verdict("a@contoso.com", ONPREM, AuthMode::Basic, s)),
+        ["server_error"]
+    );
     let mut s = http_fail(C, 200, &[]);
     s.body_error = Some(BodyError::Doctype);
-    assert_eq!(codes(&conn_verdict("a@contoso.com", ONPREM, AuthMode::Basic, s)), ["unexpected_response"]);
+    assert_eq!(
+        codes(&conn_verdict("a@contoso.com", ONPREM, AuthMode::Basic, s)),
+        ["unexpected_response"]
+    );
 }
 
 #[test]
@@ -271,8 +382,14 @@ fn ews_code_table() {
 #[test]
 fn inner_error_of_internal_server_error_decides() {
     let mut s = message_fail(C, "ErrorInternalServerError");
-    s.soap.as_mut().unwrap().messages[0].message_xml = vec![("InnerErrorResponseCode".into(), "ErrorMailboxMoveInProgress".into())];
-    let v = verdict("a@contoso.com", &ev_with(Some(ONPREM), AuthMode::Basic, s, vec![]));
+    s.soap.as_mut().unwrap().messages[0].message_xml = vec![(
+        "InnerErrorResponseCode".into(),
+        "ErrorMailboxMoveInProgress".into(),
+    )];
+    let v = verdict(
+        "a@contoso.com",
+        &ev_with(Some(ONPREM), AuthMode::Basic, s, vec![]),
+    );
     assert_eq!(codes(&v)[0], "mailbox_moving");
     assert!(v.diagnoses[0].summary.contains("inner error"));
 }
@@ -286,7 +403,12 @@ fn transport_failures() {
         (FailureKind::Timeout, "timeout"),
         (FailureKind::TooLarge, "unexpected_response"),
     ] {
-        let v = conn_verdict("a@contoso.com", ONPREM, AuthMode::Basic, transport_fail(kind));
+        let v = conn_verdict(
+            "a@contoso.com",
+            ONPREM,
+            AuthMode::Basic,
+            transport_fail(kind),
+        );
         assert_eq!(codes(&v), [code], "{kind:?}");
         assert_eq!(v.status, Status::Critical);
     }
@@ -294,27 +416,59 @@ fn transport_failures() {
 
 #[test]
 fn schema_mismatch_leaves_features_untested_and_status_unknown() {
-    let v = conn_verdict("a@contoso.com", ONPREM, AuthMode::Basic, fault_fail(C, "ErrorSchemaValidation"));
+    let v = conn_verdict(
+        "a@contoso.com",
+        ONPREM,
+        AuthMode::Basic,
+        fault_fail(C, "ErrorSchemaValidation"),
+    );
     assert_eq!(v.status, Status::Unknown);
-    assert!(v.features.iter().all(|f| f.status == FeatureStatus::Untested));
+    assert!(
+        v.features
+            .iter()
+            .all(|f| f.status == FeatureStatus::Untested)
+    );
 }
 
 #[test]
 fn one_folder_denied_is_a_warning_for_that_feature_only() {
-    let ev = ev_with(Some(EXO), AuthMode::Bearer, step(C), vec![message_fail("ews.get_folder.drafts", "ErrorAccessDenied")]);
+    let ev = ev_with(
+        Some(EXO),
+        AuthMode::Bearer,
+        step(C),
+        vec![message_fail("ews.get_folder.drafts", "ErrorAccessDenied")],
+    );
     let v = verdict("a@contoso.com", &ev);
     assert_eq!(codes(&v), ["folder_access_denied"]);
     assert_eq!(v.status, Status::Warning);
     let st: Vec<FeatureStatus> = v.features.iter().map(|f| f.status).collect();
-    assert_eq!(st, [FeatureStatus::Available, FeatureStatus::Unavailable, FeatureStatus::Available, FeatureStatus::Available]);
-    assert_eq!(v.features[1].checks, ["ews.get_folder.msgfolderroot", "ews.get_folder.drafts"]);
+    assert_eq!(
+        st,
+        [
+            FeatureStatus::Available,
+            FeatureStatus::Unavailable,
+            FeatureStatus::Available,
+            FeatureStatus::Available
+        ]
+    );
+    assert_eq!(
+        v.features[1].checks,
+        ["ews.get_folder.msgfolderroot", "ews.get_folder.drafts"]
+    );
 }
 
 #[test]
 fn recovered_throttling_degrades_the_feature() {
     let mut s = step("ews.get_folder.calendar");
-    s.attempts = Attempts { count: 2, waits_ms: vec![600], hint_past_deadline_ms: None };
-    let v = verdict("a@contoso.com", &ev_with(Some(EXO), AuthMode::Bearer, step(C), vec![s]));
+    s.attempts = Attempts {
+        count: 2,
+        waits_ms: vec![600],
+        hint_past_deadline_ms: None,
+    };
+    let v = verdict(
+        "a@contoso.com",
+        &ev_with(Some(EXO), AuthMode::Bearer, step(C), vec![s]),
+    );
     assert_eq!(codes(&v), ["throttled"]);
     assert_eq!(v.status, Status::Warning);
     assert_eq!(v.features[3].status, FeatureStatus::Degraded);
@@ -333,7 +487,14 @@ fn most_specific_first_and_worst_status_wins() {
         ],
     );
     let v = verdict("a@contoso.com", &ev);
-    assert_eq!(codes(&v), ["folder_access_denied", "unexpected_response", "schema_mismatch"]);
+    assert_eq!(
+        codes(&v),
+        [
+            "folder_access_denied",
+            "unexpected_response",
+            "schema_mismatch"
+        ]
+    );
     assert_eq!(v.status, Status::Warning);
     assert_eq!(v.features[3].status, FeatureStatus::Untested);
 }

@@ -30,8 +30,14 @@ fn init_tracing(verbose: u8) {
 fn emit(out: &OutputArgs, text: &str) -> Result<(), AppError> {
     match &out.output {
         Some(path) => {
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-            let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let file_name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "report".into());
             let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
             let w = |e| AppError::Write(path.display().to_string(), e);
             std::fs::write(&tmp, text).map_err(w)?;
@@ -93,10 +99,30 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
                     serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
                 }
                 Format::Prometheus => {
-                    let reports: Vec<_> = runs.iter().map(|r| r.report.clone()).collect();
-                    report::prometheus::render(&reports)
+                    let items: Vec<_> = runs
+                        .iter()
+                        .map(|r| (&r.report, Some(("scenario", r.name))))
+                        .collect();
+                    report::prometheus::render_labeled(&items)
                 }
-                Format::Text | Format::Nagios => {
+                Format::Nagios => {
+                    let reached = runs.iter().filter(|r| r.check.is_ok()).count();
+                    let mut s = format!(
+                        "EWS {} - {reached} of {} demo scenarios reached their expected verdict\n",
+                        if all_ok { "OK" } else { "UNKNOWN" },
+                        runs.len()
+                    );
+                    for r in &runs {
+                        s.push_str(&format!(
+                            "[{}] {}: {}\n",
+                            if r.check.is_ok() { "OK" } else { "UNKNOWN" },
+                            r.name,
+                            r.report.status.label()
+                        ));
+                    }
+                    s
+                }
+                Format::Text => {
                     let width = runs.iter().map(|r| r.name.len()).max().unwrap_or(10);
                     let mut s = format!(
                         "ews-probe demo: {} built-in scenarios (recorded, redacted; no mailbox, no network)\n\n",
@@ -136,7 +162,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             // --help and --version are not errors; every usage error is UNKNOWN (3), not clap's 2.
-            return if e.use_stderr() { ExitCode::from(UNKNOWN) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(UNKNOWN)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let verbose = match &cli.command {
@@ -145,7 +175,10 @@ fn main() -> ExitCode {
         Command::Demo(a) => a.out.verbose,
     };
     init_tracing(verbose);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ews-probe: error: cannot start the runtime: {e}");

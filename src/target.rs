@@ -144,9 +144,9 @@ const CONSUMER_BRANDS: &[&str] = &["outlook", "hotmail", "live", "msn", "windows
 
 /// The public suffixes under which the brands above serve consumer mail (ISPDB `hotmail.com.xml`).
 const CONSUMER_SUFFIXES: &[&str] = &[
-    "com", "at", "be", "ca", "cl", "cn", "cz", "de", "dk", "es", "fi", "fr", "gr", "hk", "hu", "ie",
-    "in", "it", "jp", "kr", "lt", "lv", "my", "nl", "no", "ph", "pt", "rs", "ru", "sa", "se", "sg",
-    "sk", "co.id", "co.il", "co.in", "co.jp", "co.kr", "co.th", "co.uk", "co.za", "com.ar",
+    "com", "at", "be", "ca", "cl", "cn", "cz", "de", "dk", "es", "fi", "fr", "gr", "hk", "hu",
+    "ie", "in", "it", "jp", "kr", "lt", "lv", "my", "nl", "no", "ph", "pt", "rs", "ru", "sa", "se",
+    "sg", "sk", "co.id", "co.il", "co.in", "co.jp", "co.kr", "co.th", "co.uk", "co.za", "com.ar",
     "com.au", "com.br", "com.gr", "com.hk", "com.mx", "com.my", "com.ph", "com.pt", "com.sg",
     "com.tr", "com.tw", "com.vn",
 ];

@@ -672,3 +672,51 @@ fn no_color_text_output_has_no_escape_characters() {
         );
     }
 }
+
+#[test]
+fn demo_prometheus_series_are_unique_per_scenario() {
+    let out = ews_probe()
+        .args(["demo", "--format", "prometheus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout_of(&out);
+    assert_prometheus_without_timestamps(&text);
+    let mut series: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit_once(' ').unwrap().0)
+        .collect();
+    let n = series.len();
+    series.sort();
+    series.dedup();
+    assert_eq!(series.len(), n, "a series repeats with the same labels");
+    assert!(text.contains(r#"scenario="throttled-then-recovered""#));
+}
+
+#[test]
+fn demo_nagios_summary_has_a_plugin_first_line() {
+    let out = ews_probe()
+        .args(["demo", "--format", "nagios"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let first = stdout_of(&out).lines().next().unwrap().to_string();
+    assert!(
+        first.starts_with("EWS OK - 8 of 8 demo scenarios"),
+        "{first}"
+    );
+}
+
+#[test]
+fn a_pipe_in_the_mailbox_cannot_start_nagios_perfdata() {
+    let out = ews_probe()
+        .args(["probe", "a|b@outlook.com", "--format", "nagios"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let first = stdout_of(&out).lines().next().unwrap().to_string();
+    let (status, perf) = first.split_once(" | ").expect("perfdata separator");
+    assert!(!status.contains('|'), "{first}");
+    assert!(perf.starts_with("'total'="), "{perf}");
+}

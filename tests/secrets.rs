@@ -44,16 +44,24 @@ fn all_text_under(dir: &std::path::Path) -> String {
 
 fn assert_clean(what: &str, text: &str, secrets: &[&str]) {
     for s in secrets {
-        assert!(!text.contains(s), "{what} leaks a secret: …{}…", &text[text.find(s).unwrap().saturating_sub(40)..][..80.min(text.len())]);
+        assert!(
+            !text.contains(s),
+            "{what} leaks a secret: …{}…",
+            &text[text.find(s).unwrap().saturating_sub(40)..][..80.min(text.len())]
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_secret_in_any_output_and_the_bundle_replays() {
     let server = MockServer::start().await;
-    Mock::given(wiremock::matchers::method("POST")).respond_with(Echo).mount(&server).await;
+    Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(Echo)
+        .mount(&server)
+        .await;
     let url = ews_url(&server);
-    let basic_b64 = base64::engine::general_purpose::STANDARD.encode(format!("svc@contoso.com:{PASSWORD}"));
+    let basic_b64 =
+        base64::engine::general_purpose::STANDARD.encode(format!("svc@contoso.com:{PASSWORD}"));
     let secrets = [PASSWORD, TOKEN, basic_b64.as_str()];
 
     for mode in ["basic", "bearer"] {
@@ -61,23 +69,39 @@ async fn no_secret_in_any_output_and_the_bundle_replays() {
         let bundle = dir.path().join("bundle");
         let report = dir.path().join("report.json");
         let mut cmd = Command::new(bin());
-        cmd.args(["probe", "svc@contoso.com", "--ews-url", &url, "--auth", mode, "-vv", "--format", "json"])
-            .arg("--record")
-            .arg(&bundle)
-            .arg("--output")
-            .arg(&report)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "probe",
+            "svc@contoso.com",
+            "--ews-url",
+            &url,
+            "--auth",
+            mode,
+            "-vv",
+            "--format",
+            "json",
+        ])
+        .arg("--record")
+        .arg(&bundle)
+        .arg("--output")
+        .arg(&report)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         if mode == "basic" {
             cmd.arg("--password-stdin");
         } else {
-            cmd.args(["--token-env", "EWS_PROBE_TEST_TOKEN"]).env("EWS_PROBE_TEST_TOKEN", TOKEN);
+            cmd.args(["--token-env", "EWS_PROBE_TEST_TOKEN"])
+                .env("EWS_PROBE_TEST_TOKEN", TOKEN);
         }
         let out = tokio::task::spawn_blocking(move || {
             let mut child = cmd.spawn().unwrap();
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{PASSWORD}\n").as_bytes())
+                .unwrap();
             child.wait_with_output().unwrap()
         })
         .await
@@ -88,23 +112,49 @@ async fn no_secret_in_any_output_and_the_bundle_replays() {
         // The run really did send the secret, and the server really did echo it.
         let received = server.received_requests().await.unwrap();
         assert!(received.iter().any(|r| {
-            let a = r.headers.get("authorization").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+            let a = r
+                .headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
             a.contains(PASSWORD) || a.contains(TOKEN) || a.contains(&basic_b64)
         }));
         // -vv did show the exchange, with the credential masked.
-        assert!(stderr.contains("Authorization: Basic [redacted]") || stderr.contains("Authorization: Bearer [redacted]"), "{mode}: {stderr}");
-        assert!(stderr.contains("x-echo-authorization: "), "{mode}: the echo header is traced");
+        assert!(
+            stderr.contains("Authorization: Basic [redacted]")
+                || stderr.contains("Authorization: Bearer [redacted]"),
+            "{mode}: {stderr}"
+        );
+        assert!(
+            stderr.contains("x-echo-authorization: "),
+            "{mode}: the echo header is traced"
+        );
         let report_text = std::fs::read_to_string(&report).unwrap();
         let bundle_text = all_text_under(&bundle);
-        assert!(bundle_text.contains("[redacted]"), "{mode}: the recording was redacted, not empty");
-        for (what, text) in [("stdout", &*stdout), ("stderr", &*stderr), ("report", &report_text), ("bundle", &bundle_text)] {
+        assert!(
+            bundle_text.contains("[redacted]"),
+            "{mode}: the recording was redacted, not empty"
+        );
+        for (what, text) in [
+            ("stdout", &*stdout),
+            ("stderr", &*stderr),
+            ("report", &report_text),
+            ("bundle", &bundle_text),
+        ] {
             assert_clean(&format!("{mode} {what}"), text, &secrets);
         }
 
         // The redacted bundle replays offline to the same diagnosis.
         let replay = tokio::task::spawn_blocking({
             let bundle = bundle.clone();
-            move || Command::new(bin()).arg("replay").arg(&bundle).args(["--format", "json"]).output().unwrap()
+            move || {
+                Command::new(bin())
+                    .arg("replay")
+                    .arg(&bundle)
+                    .args(["--format", "json"])
+                    .output()
+                    .unwrap()
+            }
         })
         .await
         .unwrap();
@@ -120,7 +170,10 @@ async fn no_secret_in_any_output_and_the_bundle_replays() {
 #[test]
 fn secret_flags_take_names_not_values() {
     // There is no flag that takes a password or token value.
-    let help = Command::new(bin()).args(["probe", "--help"]).output().unwrap();
+    let help = Command::new(bin())
+        .args(["probe", "--help"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&help.stdout);
     for flag in ["--password ", "--token ", "--client-secret "] {
         assert!(!text.contains(flag), "{flag} must not exist");

@@ -11,7 +11,9 @@ use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 
 /// The `--auth` schemes of the command-line contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMode {
     None,
@@ -45,8 +47,13 @@ impl AuthMode {
 /// Credentials ready to sign requests.
 pub enum Credentials {
     None,
-    Basic { user: String, password: SecretString },
-    Bearer { token: SecretString },
+    Basic {
+        user: String,
+        password: SecretString,
+    },
+    Bearer {
+        token: SecretString,
+    },
     /// A replayed run: the recorded scheme, no secret (none was ever recorded).
     Replayed(AuthMode),
 }

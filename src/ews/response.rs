@@ -226,7 +226,11 @@ fn local(e: &BytesStart<'_>) -> String {
 fn attr(e: &BytesStart<'_>, name: &str) -> Option<String> {
     e.attributes().flatten().find_map(|a| {
         (a.key.local_name().as_ref() == name)
-            .then(|| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok().map(|v| v.into_owned()))
+            .then(|| {
+                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                    .ok()
+                    .map(|v| v.into_owned())
+            })
             .flatten()
     })
 }
@@ -511,7 +515,8 @@ mod tests {
 
     #[test]
     fn refuses_what_soap_forbids_and_what_is_broken() {
-        let cases: Vec<(&str, fn(&BodyError) -> bool)> = vec![
+        type Check = fn(&BodyError) -> bool;
+        let cases: Vec<(&str, Check)> = vec![
             ("", |e| matches!(e, BodyError::Empty)),
             ("  \n", |e| matches!(e, BodyError::Empty)),
             (
@@ -526,9 +531,10 @@ mod tests {
                 r#"<?xml version="1.0"?><?xml-stylesheet href="a"?><s:Envelope xmlns:s="x"/>"#,
                 |e| matches!(e, BodyError::ProcessingInstruction),
             ),
-            (r#"<s:Envelope xmlns:s="x">&ext;</s:Envelope>"#, |e| {
-                matches!(e, BodyError::UnknownEntity { name } if name == "ext")
-            }),
+            (
+                r#"<s:Envelope xmlns:s="x">&ext;</s:Envelope>"#,
+                |e| matches!(e, BodyError::UnknownEntity { name } if name == "ext"),
+            ),
             (
                 r#"<s:Envelope xmlns:s="x"><s:Body><m:GetFolderResponse>"#,
                 |e| matches!(e, BodyError::Truncated { .. }),
@@ -536,10 +542,13 @@ mod tests {
             (r#"<s:Envelope xmlns:s="x"><s:Body></s:Envelope>"#, |e| {
                 matches!(e, BodyError::Malformed { .. })
             }),
-            ("<Autodiscover/>", |e| {
-                matches!(e, BodyError::NotSoap { root } if root == "Autodiscover")
+            (
+                "<Autodiscover/>",
+                |e| matches!(e, BodyError::NotSoap { root } if root == "Autodiscover"),
+            ),
+            ("{\"error\":\"x\"}", |e| {
+                matches!(e, BodyError::NotXml { .. })
             }),
-            ("{\"error\":\"x\"}", |e| matches!(e, BodyError::NotXml { .. })),
         ];
         for (body, check) in cases {
             let err = parse(None, body.as_bytes()).unwrap_err();
@@ -557,6 +566,9 @@ mod tests {
         for _ in 0..100 {
             body.push_str("<a>");
         }
-        assert_eq!(parse(None, body.as_bytes()).unwrap_err(), BodyError::TooDeep);
+        assert_eq!(
+            parse(None, body.as_bytes()).unwrap_err(),
+            BodyError::TooDeep
+        );
     }
 }

@@ -48,9 +48,10 @@ struct Observed {
 }
 
 fn observe(outcome: Result<HttpResponse, TransportError>) -> (Observed, Verdict) {
-    let parsed = outcome.as_ref().ok().map(|r| {
-        response::parse(r.header("content-type"), &r.body)
-    });
+    let parsed = outcome
+        .as_ref()
+        .ok()
+        .map(|r| response::parse(r.header("content-type"), &r.body));
     let verdict = match (&outcome, &parsed) {
         (Ok(r), _) if r.status == 503 || r.status == 429 => Verdict::Transient {
             hint: retry::retry_after(r),
@@ -277,7 +278,12 @@ async fn ews_step(
 }
 
 /// Runs one check: one step, or two for a write check (create, then cleanup).
-async fn run_check(cfg: &ProbeConfig, t: &Transport, endpoint: &url::Url, check: Check) -> Vec<Step> {
+async fn run_check(
+    cfg: &ProbeConfig,
+    t: &Transport,
+    endpoint: &url::Url,
+    check: Check,
+) -> Vec<Step> {
     let Some(env) = envelope_for(cfg, check.op) else {
         return Vec::new();
     };
@@ -328,7 +334,9 @@ async fn run_check(cfg: &ProbeConfig, t: &Transport, endpoint: &url::Url, check:
 fn connectivity_allows_more(s: &Step) -> bool {
     s.outcome == Outcome::Pass
         || (s.status() == Some(200)
-            && s.soap.as_ref().is_some_and(|x| x.fault.is_none() && !x.messages.is_empty()))
+            && s.soap
+                .as_ref()
+                .is_some_and(|x| x.fault.is_none() && !x.messages.is_empty()))
 }
 
 /// Runs the plan and returns the evidence.
@@ -337,7 +345,9 @@ pub async fn run(cfg: &ProbeConfig, t: &Transport) -> Evidence {
     let mut steps = Vec::new();
     if let Some(endpoint) = &cfg.endpoint {
         let all = plan::checks(cfg.write);
-        let (first, rest) = all.split_first().expect("the plan starts with connectivity");
+        let (first, rest) = all
+            .split_first()
+            .expect("the plan starts with connectivity");
         let conn = run_check(cfg, t, endpoint, *first).await;
         let go_on = conn.first().is_some_and(connectivity_allows_more);
         let why = conn

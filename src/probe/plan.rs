@@ -40,7 +40,9 @@ pub enum CheckOp {
     GetUserAvailability,
     SyncFolderItems(&'static str),
     /// CreateItem SaveOnly into Drafts, then DeleteItem HardDelete of what it made.
-    WriteDraft { deferred_send: bool },
+    WriteDraft {
+        deferred_send: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -147,16 +149,17 @@ mod tests {
     #[test]
     fn every_feature_has_a_read_only_check() {
         for f in Feature::ALL {
-            assert!(
-                READ_CHECKS.iter().any(|c| c.features.contains(&f)),
-                "{f:?}"
-            );
+            assert!(READ_CHECKS.iter().any(|c| c.features.contains(&f)), "{f:?}");
         }
     }
 
     #[test]
     fn write_checks_only_with_write() {
-        assert!(!checks(false).iter().any(|c| matches!(c.op, CheckOp::WriteDraft { .. })));
+        assert!(
+            !checks(false)
+                .iter()
+                .any(|c| matches!(c.op, CheckOp::WriteDraft { .. }))
+        );
         assert_eq!(
             checks(true)
                 .iter()

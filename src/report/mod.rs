@@ -106,7 +106,10 @@ impl Report {
                     .iter()
                     .filter(|f| f.status == crate::diagnose::FeatureStatus::Available)
                     .count();
-                format!("{ok} of {} features available over EWS", self.features.len())
+                format!(
+                    "{ok} of {} features available over EWS",
+                    self.features.len()
+                )
             }
         }
     }

@@ -23,7 +23,11 @@ pub fn perfdata(report: &Report) -> String {
         .filter(|s| s.outcome != Outcome::Skip)
         .map(|s| format!("{}={}ms;;;0", label(&s.id), perf_value(s.duration_ms)))
         .collect();
-    parts.push(format!("{}={}ms;;;0", label("total"), perf_value(report.duration_ms)));
+    parts.push(format!(
+        "{}={}ms;;;0",
+        label("total"),
+        perf_value(report.duration_ms)
+    ));
     parts.join(" ")
 }
 
@@ -33,7 +37,7 @@ pub fn render(report: &Report) -> String {
     let mut out = format!(
         "EWS {} - {}: {} | {}\n",
         report.status.label(),
-        report.mailbox,
+        report.mailbox.replace('|', "/"),
         headline,
         perfdata(report)
     );

@@ -61,11 +61,7 @@ fn wrap(s: &str, indent: usize, width: usize) -> String {
 }
 
 fn step_line(p: &Paint, s: &StepReport, prefix: &str, id_width: usize) -> String {
-    let mut line = format!(
-        "{prefix}{} {:<id_width$}",
-        p.outcome(s.outcome),
-        s.id,
-    );
+    let mut line = format!("{prefix}{} {:<id_width$}", p.outcome(s.outcome), s.id,);
     if s.outcome != Outcome::Skip {
         line.push_str(&format!(" {:>9}", format!("{:.1} ms", s.duration_ms)));
     }
@@ -76,7 +72,10 @@ fn step_line(p: &Paint, s: &StepReport, prefix: &str, id_width: usize) -> String
     }
     line.push('\n');
     if s.outcome == Outcome::Fail {
-        let pad: String = prefix.chars().map(|c| if c == '├' || c == '│' { '│' } else { ' ' }).collect();
+        let pad: String = prefix
+            .chars()
+            .map(|c| if c == '├' || c == '│' { '│' } else { ' ' })
+            .collect();
         for (k, v) in &s.headers {
             line.push_str(&format!("{pad}       {}\n", p.dim(&format!("{k}: {v}"))));
         }
@@ -114,7 +113,8 @@ pub fn render(r: &Report, color: bool) -> String {
         let id_width = r.steps.iter().map(|s| s.id.len()).max().unwrap_or(10);
         let (first, rest) = r.steps.split_first().expect("non-empty");
         out.push_str(&step_line(&p, first, "  ", id_width));
-        let skipped: Vec<&StepReport> = rest.iter().filter(|s| s.outcome == Outcome::Skip).collect();
+        let skipped: Vec<&StepReport> =
+            rest.iter().filter(|s| s.outcome == Outcome::Skip).collect();
         if !rest.is_empty() && skipped.len() == rest.len() && rest.len() > 2 {
             out.push_str(&format!(
                 "  └─ {} {} feature checks: {}\n",
@@ -126,7 +126,11 @@ pub fn render(r: &Report, color: bool) -> String {
             out.push_str(&format!("  └─ {}\n", p.dim("feature checks (concurrent)")));
             let nested_width = rest.iter().map(|s| s.id.len()).max().unwrap_or(10);
             for (i, s) in rest.iter().enumerate() {
-                let branch = if i + 1 == rest.len() { "     └─ " } else { "     ├─ " };
+                let branch = if i + 1 == rest.len() {
+                    "     └─ "
+                } else {
+                    "     ├─ "
+                };
                 out.push_str(&step_line(&p, s, branch, nested_width));
             }
         }
@@ -160,9 +164,17 @@ pub fn render(r: &Report, color: bool) -> String {
             ));
             out.push_str(&format!("    {}\n", wrap(&d.summary, 4, 100)));
             for e in &d.evidence {
-                out.push_str(&format!("    {} {}\n", p.dim("evidence:"), wrap(e, 14, 100)));
+                out.push_str(&format!(
+                    "    {} {}\n",
+                    p.dim("evidence:"),
+                    wrap(e, 14, 100)
+                ));
             }
-            out.push_str(&format!("    {}   {}\n", p.c("36", "remedy:"), wrap(&d.remedy, 14, 100)));
+            out.push_str(&format!(
+                "    {}   {}\n",
+                p.c("36", "remedy:"),
+                wrap(&d.remedy, 14, 100)
+            ));
         }
         out.push('\n');
     }

@@ -131,7 +131,10 @@ pub fn render(
     s.push_str(&format!("# key: {key}\n# request: {request_line}\n"));
     match outcome {
         Ok(r) => {
-            s.push_str(&format!("# duration_ms: {}\n", crate::util::millis(r.elapsed)));
+            s.push_str(&format!(
+                "# duration_ms: {}\n",
+                crate::util::millis(r.elapsed)
+            ));
             s.push_str(&format!("HTTP/1.1 {} {}\n", r.status, r.reason));
             for (n, v) in &r.headers {
                 s.push_str(&format!("{n}: {v}\n"));
@@ -140,7 +143,10 @@ pub fn render(
             s.push_str(&String::from_utf8_lossy(&r.body));
         }
         Err(e) => {
-            s.push_str(&format!("# duration_ms: {}\n", crate::util::millis(e.elapsed)));
+            s.push_str(&format!(
+                "# duration_ms: {}\n",
+                crate::util::millis(e.elapsed)
+            ));
             s.push_str(&format!(
                 "# error: {}: {}\n",
                 e.kind.name(),
@@ -164,7 +170,11 @@ mod tests {
             body: b"<html/>".to_vec(),
             elapsed: Duration::from_millis(12),
         };
-        let text = render("ews.get_folder.inbox", "POST https://x/EWS/Exchange.asmx", &Ok(resp));
+        let text = render(
+            "ews.get_folder.inbox",
+            "POST https://x/EWS/Exchange.asmx",
+            &Ok(resp),
+        );
         let back = parse(&text).unwrap();
         assert_eq!(back.key.as_deref(), Some("ews.get_folder.inbox"));
         let r = back.outcome.unwrap();

@@ -86,8 +86,14 @@ mod tests {
     #[test]
     fn masks_credential_headers_keeping_the_scheme() {
         let r = Redactor::default();
-        assert_eq!(r.header("Authorization", "Bearer eyJ0eXAi.x.y"), "Bearer [redacted]");
-        assert_eq!(r.header("proxy-authorization", "NTLM TlRMTVNT"), "NTLM [redacted]");
+        assert_eq!(
+            r.header("Authorization", "Bearer eyJ0eXAi.x.y"),
+            "Bearer [redacted]"
+        );
+        assert_eq!(
+            r.header("proxy-authorization", "NTLM TlRMTVNT"),
+            "NTLM [redacted]"
+        );
         assert_eq!(r.header("Cookie", "a=b; c=d"), "[redacted]");
         assert_eq!(r.header("Set-Cookie", "X-BackEndCookie=abc"), "[redacted]");
         assert_eq!(r.header("X-FEServer", "AM0PR06CA0096"), "AM0PR06CA0096");

@@ -88,7 +88,10 @@ mod tests {
 
     #[test]
     fn key_from_names() {
-        assert_eq!(key_from_file_name("007-ews.get_folder.drafts.http"), "ews.get_folder.drafts");
+        assert_eq!(
+            key_from_file_name("007-ews.get_folder.drafts.http"),
+            "ews.get_folder.drafts"
+        );
         assert_eq!(key_from_file_name("ews.x.http"), "ews.x");
     }
 }

@@ -51,9 +51,7 @@ impl Resolver {
 
     /// The pinned addresses of a host, if any.
     pub fn pinned(&self, host: &str) -> Option<&[SocketAddr]> {
-        self.pins
-            .get(&host.to_ascii_lowercase())
-            .map(Vec::as_slice)
+        self.pins.get(&host.to_ascii_lowercase()).map(Vec::as_slice)
     }
 }
 
@@ -72,7 +70,10 @@ impl Resolve for Resolver {
                 return Ok(it);
             }
             if is_special_invalid(&host) {
-                return Err(format!("dns error: {host} is a reserved .invalid name (RFC 6761), it never resolves").into());
+                return Err(format!(
+                    "dns error: {host} is a reserved .invalid name (RFC 6761), it never resolves"
+                )
+                .into());
             }
             match tokio::net::lookup_host((host.as_str(), 0)).await {
                 Ok(it) => {

@@ -10,7 +10,9 @@ use wiremock::matchers::{body_string_contains, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub fn fixture(rel: &str) -> String {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel);
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
 }
 
@@ -86,9 +88,21 @@ pub async fn healthy(server: &MockServer) {
     on_prio(server, SENTITEMS, xml("get_folder/success.xml"), p).await;
     on_prio(server, INBOX, xml("find_item/success_inbox.xml"), p).await;
     on_prio(server, DRAFTS, xml("get_folder/success.xml"), p).await;
-    on_prio(server, AVAILABILITY, xml("get_user_availability/success.xml"), p).await;
+    on_prio(
+        server,
+        AVAILABILITY,
+        xml("get_user_availability/success.xml"),
+        p,
+    )
+    .await;
     on_prio(server, CALENDAR, xml("get_folder/success_calendar.xml"), p).await;
-    on_prio(server, CALENDAR_VIEW, xml("find_item/success_calendar_view.xml"), p).await;
+    on_prio(
+        server,
+        CALENDAR_VIEW,
+        xml("find_item/success_calendar_view.xml"),
+        p,
+    )
+    .await;
     on_prio(server, SYNC, xml("sync_folder_items/success.xml"), p).await;
     on_prio(server, CREATE, xml("create_item/success.xml"), p + 1).await;
     on_prio(server, DELETE, xml("delete_item/success.xml"), p).await;
@@ -120,7 +134,13 @@ pub fn codes(r: &Report) -> Vec<&'static str> {
 pub fn feature_statuses(r: &Report) -> Vec<String> {
     r.features
         .iter()
-        .map(|f| serde_json::to_value(f.status).unwrap().as_str().unwrap().to_string())
+        .map(|f| {
+            serde_json::to_value(f.status)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
