@@ -1,7 +1,7 @@
 //! Single-probe speed (DESIGN §8): one read-only `probe`, as a whole process, against a loopback
 //! server that answers every request after L = 50 ms. The physical limit is connection setup
-//! + 2 × L (the connectivity check, then every feature check in parallel). Prints the median
-//! wall time over several runs and its ratio to the limit; the target is ≤ 1.15.
+//! plus 2 × L (the connectivity check, then every feature check in parallel). Prints the
+//! median wall time over several runs and its ratio to the limit; the target is ≤ 1.15.
 //!
 //! Run: `cargo bench --bench probe` (release build). Figures go in the README.
 
