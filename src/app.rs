@@ -156,6 +156,7 @@ pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
         ca_file: a.ca_file.clone(),
         proxy: a.proxy.clone(),
         connect_timeout: Duration::from_secs_f64(a.timeout.min(10.0)),
+        read_timeout: Duration::from_secs_f64(a.timeout.min(20.0)),
         ..HttpOptions::default()
     };
     let client = HttpClient::new(&opts)?;

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub connect_timeout: Duration,
+    /// Longest silence between two reads of one response.
+    pub read_timeout: Duration,
     pub body_cap: usize,
     pub pins: Vec<Pin>,
     /// Extra PEM CA certificates trusted on top of the OS store.
@@ -22,6 +24,7 @@ impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
             connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(20),
             body_cap: super::DEFAULT_BODY_CAP,
             pins: Vec::new(),
             ca_file: None,
@@ -60,6 +63,8 @@ impl HttpClient {
             .redirect(reqwest::redirect::Policy::none())
             .retry(reqwest::retry::never())
             .connect_timeout(opts.connect_timeout)
+            // A stalled connection (no byte for this long) fails before the overall deadline.
+            .read_timeout(opts.read_timeout)
             .pool_max_idle_per_host(16)
             .dns_resolver(resolver.clone());
         if let Some(path) = &opts.ca_file {
