@@ -159,7 +159,7 @@ pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
         read_timeout: Duration::from_secs_f64(a.timeout.min(20.0)),
         ..HttpOptions::default()
     };
-    let client = HttpClient::new(&opts)?;
+    let client = Arc::new(HttpClient::new(&opts)?);
     let mut transport =
         Transport::http(client, redactor.clone(), Duration::from_secs_f64(a.timeout));
     if let Some(dir) = &a.record {

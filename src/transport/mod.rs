@@ -160,7 +160,8 @@ pub struct TransportError {
 }
 
 enum Backend {
-    Http(http::HttpClient),
+    /// Shared: one client (one connection pool) can serve many transports, e.g. a fleet.
+    Http(Arc<http::HttpClient>),
     Replay(replay::Replay),
 }
 
@@ -179,7 +180,8 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn http(client: http::HttpClient, redactor: Arc<Redactor>, timeout: Duration) -> Self {
+    /// A transport over a (shared) client whose deadline starts now.
+    pub fn http(client: Arc<http::HttpClient>, redactor: Arc<Redactor>, timeout: Duration) -> Self {
         Transport {
             backend: Backend::Http(client),
             redactor,
