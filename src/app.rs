@@ -36,6 +36,10 @@ pub enum AppError {
     Replay(#[from] crate::transport::replay::ReplayError),
     #[error(transparent)]
     Session(#[from] session::SessionError),
+    #[error(transparent)]
+    OAuth(#[from] crate::auth::oauth::ConfigError),
+    #[error(transparent)]
+    Cert(#[from] crate::auth::jwt::CertError),
     #[error("cannot write {0}: {1}")]
     Write(String, std::io::Error),
 }
@@ -130,12 +134,46 @@ fn credentials(a: &ProbeArgs, mailbox: &Mailbox) -> Result<Credentials, AppError
             };
             Ok(Credentials::Bearer { token: src.read()? })
         }
-        AuthMode::Ntlm | AuthMode::DeviceCode | AuthMode::ClientCredentials => {
-            Err(AppError::Usage(format!(
-                "--auth {} is not available in this version yet; use --auth basic, bearer (a token you obtained) or none",
-                a.auth.as_str()
-            )))
+        AuthMode::DeviceCode | AuthMode::ClientCredentials => {
+            use crate::auth::oauth::{self, ClientAuth, OAuthConfig};
+            let client_id = a.client_id.clone().ok_or_else(|| {
+                AppError::Usage(format!(
+                    "--auth {} needs --client-id (the app registration's Application id)",
+                    a.auth.as_str()
+                ))
+            })?;
+            let client = if a.auth == AuthMode::DeviceCode {
+                if a.client_secret_env.is_some() || a.client_cert.is_some() {
+                    return Err(AppError::Usage(
+                        "--auth device-code is a public client: no --client-secret-env or --client-cert".into(),
+                    ));
+                }
+                ClientAuth::None
+            } else {
+                match (&a.client_secret_env, &a.client_cert) {
+                    (Some(var), None) => ClientAuth::Secret(SecretSource::Env(var.clone()).read()?),
+                    (None, Some(path)) => {
+                        ClientAuth::Certificate(crate::auth::jwt::CertCredential::load(path)?)
+                    }
+                    _ => {
+                        return Err(AppError::Usage(
+                            "--auth client-credentials needs exactly one of --client-secret-env VAR or --client-cert PATH".into(),
+                        ));
+                    }
+                }
+            };
+            Ok(Credentials::OAuth(Box::new(OAuthConfig::new(
+                a.auth,
+                oauth::authority(&a.login_authority)?,
+                oauth::tenant(a.tenant.as_deref())?,
+                client_id,
+                client,
+            ))))
         }
+        AuthMode::Ntlm => Err(AppError::Usage(format!(
+            "--auth {} is not available in this version yet; use --auth basic, bearer (a token you obtained) or none",
+            a.auth.as_str()
+        ))),
     }
 }
 
@@ -176,7 +214,9 @@ pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
         credentials: creds,
         context: RequestContext {
             version: a.server_version,
-            impersonate: a.impersonate.then(|| mailbox.address().to_string()),
+            // App-only tokens act for no one: every request impersonates the mailbox (OA-5).
+            impersonate: (a.impersonate || a.auth == AuthMode::ClientCredentials)
+                .then(|| mailbox.address().to_string()),
         },
         write: a.write,
         now,
@@ -228,7 +268,12 @@ pub async fn run_bundle(bundle: &Bundle) -> Result<(Report, SessionMeta), AppErr
     let cfg = ProbeConfig {
         mailbox: mailbox.clone(),
         endpoint,
-        credentials: Credentials::Replayed(meta.auth),
+        credentials: match meta.auth {
+            AuthMode::DeviceCode | AuthMode::ClientCredentials => Credentials::OAuth(Box::new(
+                crate::auth::oauth::OAuthConfig::replayed(meta.auth),
+            )),
+            m => Credentials::Replayed(m),
+        },
         context: RequestContext {
             version,
             impersonate: meta.impersonate.clone(),

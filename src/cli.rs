@@ -82,6 +82,10 @@ pub struct ProbeArgs {
     /// PEM file with the certificate and its private key (client-credentials).
     #[arg(long, value_name = "PATH")]
     pub client_cert: Option<PathBuf>,
+    /// The identity platform's root for device-code and client-credentials; the tool appends
+    /// /{tenant}/oauth2/v2.0/devicecode and /token.
+    #[arg(long, value_name = "URL", env = "EWS_PROBE_LOGIN_AUTHORITY", default_value = crate::auth::oauth::DEFAULT_AUTHORITY)]
+    pub login_authority: String,
     /// Act for the mailbox with ExchangeImpersonation and X-AnchorMailbox.
     #[arg(long)]
     pub impersonate: bool,

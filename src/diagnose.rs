@@ -8,11 +8,15 @@
 //! transport and server causes. Codes are a contract (DESIGN §6): add, never rename.
 
 use crate::auth::AuthMode;
-use crate::evidence::{Evidence, Outcome, Step};
+use crate::evidence::{Evidence, Outcome, Step, StepKind};
+
+#[path = "diagnose_auth.rs"]
+mod auth_rules;
 use crate::ews::response::BodyError;
 use crate::probe::plan::{self, Feature};
 use crate::target::{AccountKind, Mailbox};
 use crate::transport::FailureKind;
+pub use auth_rules::{MSA_TENANT, claim_problem, suggest};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -76,6 +80,13 @@ pub enum Code {
     AutodiscoverFailed,
     ServerError,
     UnexpectedResponse,
+    // Authentication (issue 4), added at the end: codes are never reordered.
+    AppNotFound,
+    ConsentMissing,
+    MfaRequired,
+    SignInFailed,
+    TokenMissingPermission,
+    AuthSchemeNotOffered,
 }
 
 impl Code {
@@ -105,6 +116,12 @@ impl Code {
             Code::AutodiscoverFailed => "autodiscover_failed",
             Code::ServerError => "server_error",
             Code::UnexpectedResponse => "unexpected_response",
+            Code::AppNotFound => "app_not_found",
+            Code::ConsentMissing => "consent_missing",
+            Code::MfaRequired => "mfa_required",
+            Code::SignInFailed => "sign_in_failed",
+            Code::TokenMissingPermission => "token_missing_permission",
+            Code::AuthSchemeNotOffered => "auth_scheme_not_offered",
         }
     }
 
@@ -702,7 +719,14 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
     let conn_cause = conn.and_then(|s| step_cause(s, &ctx));
     // Whole-mailbox causes: the connectivity check failed, so nothing else could run.
     let conn_blocks = conn.is_some_and(|s| s.outcome == Outcome::Fail)
-        && ev.steps.iter().skip(1).all(|s| s.outcome == Outcome::Skip);
+        && ev
+            .steps
+            .iter()
+            .filter(|s| s.kind != StepKind::Auth && s.id != plan::CONNECTIVITY.id)
+            .all(|s| s.outcome == Outcome::Skip);
+    // Authentication causes: the challenge, the token endpoint, the token's claims.
+    let auth_causes = auth_rules::causes(ev);
+    let auth_block = auth_causes.iter().find(|c| c.blocks);
 
     // No EWS endpoint at all (no URL and nothing found).
     if ev.endpoint.is_none() {
@@ -740,6 +764,14 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
                 (FeatureStatus::Untested, "no EWS endpoint".to_string())
             };
             feature_cause.push((f, st, why));
+            continue;
+        }
+        if let Some(a) = auth_block {
+            feature_cause.push((
+                f,
+                FeatureStatus::Unavailable,
+                format!("{}: sign-in failed: {}", a.code.as_str(), a.evidence),
+            ));
             continue;
         }
         if conn_blocks {
@@ -793,8 +825,17 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
         }
     }
 
-    // Diagnoses from every failed step.
-    for s in &ev.steps {
+    for a in &auth_causes {
+        add(
+            a.code,
+            a.severity,
+            a.summary.clone(),
+            a.remedy.clone(),
+            Some(a.evidence.clone()),
+        );
+    }
+    // Diagnoses from every failed step (authentication steps have their own rules above).
+    for s in ev.steps.iter().filter(|s| s.kind != StepKind::Auth) {
         if let Some(c) = step_cause(s, &ctx) {
             let is_conn = s.id == plan::CONNECTIVITY.id;
             let is_cleanup = s.id.starts_with("ews.delete_item.");

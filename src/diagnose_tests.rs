@@ -36,6 +36,7 @@ fn step(id: &str) -> Step {
         },
         skipped: None,
         detail: "HTTP 200 OK, NoError".into(),
+        auth: None,
     }
 }
 

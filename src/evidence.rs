@@ -110,6 +110,9 @@ pub struct Step {
     pub skipped: Option<String>,
     /// A short factual line for people ("NoError", "HTTP 401 Unauthorized", …).
     pub detail: String,
+    /// Authentication facts (challenge, token endpoint answer, token claims).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<crate::auth::facts::AuthFacts>,
 }
 
 impl Step {
@@ -127,6 +130,7 @@ impl Step {
             attempts: Attempts::default(),
             detail: format!("skipped: {why}"),
             skipped: Some(why),
+            auth: None,
         }
     }
 

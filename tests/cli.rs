@@ -619,8 +619,11 @@ fn replay_of_a_minimal_403_bundle_exits_2_ews_access_blocked() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     let r = parse_json(&stdout_of(&out));
     assert_eq!(r["diagnoses"][0]["code"], "ews_access_blocked");
-    assert_eq!(r["steps"][0]["id"], "ews.get_folder.msgfolderroot");
-    assert_eq!(r["steps"][0]["http_status"], 403);
+    // The challenge step comes first (skipped: this bundle has no recorded challenge).
+    assert_eq!(r["steps"][0]["id"], "auth.challenge");
+    assert_eq!(r["steps"][0]["outcome"], "skip");
+    assert_eq!(r["steps"][1]["id"], "ews.get_folder.msgfolderroot");
+    assert_eq!(r["steps"][1]["http_status"], 403);
     let names: Vec<&str> = r["features"]
         .as_array()
         .unwrap()

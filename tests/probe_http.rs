@@ -56,10 +56,12 @@ async fn healthy_mailbox_every_feature_available() {
     assert_eq!(r.status, Status::Ok, "{:#?}", r.diagnoses);
     assert_eq!(r.exit_code, 0);
     assert_eq!(feature_statuses(&r), ["available"; 4]);
-    assert_eq!(r.steps.len(), 8);
-    assert!(r.steps.iter().all(|s| s.http_status == Some(200)));
+    // The unauthenticated challenge (wiremock answers GET with 404), then the 8 checks.
+    assert_eq!(r.steps.len(), 9);
+    assert_eq!(r.steps[0].id, "auth.challenge");
+    assert!(r.steps.iter().skip(1).all(|s| s.http_status == Some(200)));
     // Every request carried the token, X-AnchorMailbox and the SOAP content type.
-    let reqs = s.received_requests().await.unwrap();
+    let reqs = posts(&s).await;
     assert_eq!(reqs.len(), 8);
     for q in &reqs {
         assert!(
@@ -100,11 +102,11 @@ async fn consumer_address_with_basic_401_is_consumer_account() {
     assert_eq!(r.exit_code, 2);
     assert_eq!(feature_statuses(&r), ["unavailable"; 4]);
     // The feature checks were not sent once the connectivity check failed on auth.
-    assert_eq!(s.received_requests().await.unwrap().len(), 1);
+    assert_eq!(posts(&s).await.len(), 1);
     assert!(
         r.steps
             .iter()
-            .skip(1)
+            .skip(2)
             .all(|s| s.outcome == ews_probe::evidence::Outcome::Skip)
     );
 }
@@ -157,7 +159,7 @@ async fn x_ms_diagnostics_decide_token_codes() {
         assert_eq!(codes(&r), [code], "{fixture}");
         assert_eq!(r.exit_code, 2);
         assert_eq!(
-            r.steps[0]
+            r.steps[1]
                 .headers
                 .get("x-ms-diagnostics")
                 .map(|v| v.starts_with("200000")),
@@ -215,7 +217,7 @@ async fn no_credentials_sent_is_invalid_credentials() {
     on(&s, CONNECTIVITY, http("onprem_401_ntlm_only.http")).await;
     let r = run(&s, "j.smith@contoso.com", "none", &[]).await;
     assert_eq!(codes(&r), ["invalid_credentials"]);
-    let q = &s.received_requests().await.unwrap()[0];
+    let q = &posts(&s).await[0];
     assert!(q.headers.get("authorization").is_none());
 }
 
@@ -342,7 +344,7 @@ async fn back_off_longer_than_the_deadline_is_reported_not_slept() {
     );
     assert_eq!(feature_statuses(&r), ["untested"; 4]);
     assert_eq!(r.exit_code, 1);
-    assert_eq!(s.received_requests().await.unwrap().len(), 1);
+    assert_eq!(posts(&s).await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -377,8 +379,8 @@ async fn exceeded_connection_count_is_throttled() {
     let r = run(&s, "megan@contoso.com", "bearer", &["--timeout", "3"]).await;
     assert_eq!(codes(&r), ["throttled"]);
     // Three attempts in all (two retries), then reported.
-    assert_eq!(r.steps[0].attempts, 3);
-    assert_eq!(s.received_requests().await.unwrap().len(), 3);
+    assert_eq!(r.steps[1].attempts, 3);
+    assert_eq!(posts(&s).await.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -429,7 +431,7 @@ async fn impersonation_denied_and_headers_sent() {
     )
     .await;
     assert_eq!(codes(&r), ["impersonation_denied"]);
-    let q = &s.received_requests().await.unwrap()[0];
+    let q = &posts(&s).await[0];
     assert_eq!(
         q.headers.get("x-anchormailbox").unwrap(),
         "megan@contoso.com"
@@ -498,9 +500,9 @@ async fn doctype_and_truncated_bodies_are_refused() {
         on(&s, CONNECTIVITY, http(fx)).await;
         let r = run(&s, "megan@contoso.com", "bearer", &[]).await;
         assert_eq!(codes(&r), ["unexpected_response"], "{fx}");
-        assert!(r.steps[0].detail.contains(needle), "{}", r.steps[0].detail);
+        assert!(r.steps[1].detail.contains(needle), "{}", r.steps[1].detail);
         assert!(
-            !r.steps[0].detail.contains("lollol"),
+            !r.steps[1].detail.contains("lollol"),
             "no entity was expanded"
         );
     }
@@ -519,9 +521,9 @@ async fn huge_body_is_refused_at_the_cap() {
     let r = run(&s, "megan@contoso.com", "bearer", &[]).await;
     assert_eq!(codes(&r), ["unexpected_response"]);
     assert!(
-        r.steps[0].detail.contains("8 MiB cap"),
+        r.steps[1].detail.contains("8 MiB cap"),
         "{}",
-        r.steps[0].detail
+        r.steps[1].detail
     );
 }
 
@@ -570,7 +572,7 @@ async fn connection_reset_is_connection_failed() {
     });
     let url = format!("http://127.0.0.1:{port}/EWS/Exchange.asmx");
     let r = probe(&["megan@contoso.com", "--ews-url", &url, "--timeout", "5"]).await;
-    assert_eq!(codes(&r), ["connection_failed"], "{:?}", r.steps[0].detail);
+    assert_eq!(codes(&r), ["connection_failed"], "{:?}", r.steps[1].detail);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -594,7 +596,7 @@ async fn tls_handshake_failure_is_tls_failure() {
     });
     let url = format!("https://127.0.0.1:{port}/EWS/Exchange.asmx");
     let r = probe(&["megan@contoso.com", "--ews-url", &url, "--timeout", "5"]).await;
-    assert_eq!(codes(&r), ["tls_failure"], "{:?}", r.steps[0].detail);
+    assert_eq!(codes(&r), ["tls_failure"], "{:?}", r.steps[1].detail);
     assert!(r.diagnoses[0].remedy.contains("--ca-file"));
 }
 

@@ -1,8 +1,13 @@
-//! Turns credentials into what each request carries. One scheme per file as they grow; this
-//! issue's schemes are none, Basic and bearer token. Secrets live in `secrecy` types, reach
+//! Turns credentials into what each request carries. One scheme per file: none, Basic and a
+//! given bearer token here; `oauth.rs` (device code, client credentials, with `jwt.rs` for the
+//! certificate assertion and token claims); `challenge.rs` the unauthenticated first request. Secrets live in `secrecy` types, reach
 //! the wire only through a sensitive header value, and are registered with the redactor so
 //! no output path can show them.
 
+pub mod challenge;
+pub mod facts;
+pub mod jwt;
+pub mod oauth;
 pub mod secret;
 
 use crate::transport::Header;
@@ -56,6 +61,8 @@ pub enum Credentials {
     },
     /// A replayed run: the recorded scheme, no secret (none was ever recorded).
     Replayed(AuthMode),
+    /// OAuth 2.0 (device code or client credentials): the token is fetched during the run.
+    OAuth(Box<oauth::OAuthConfig>),
 }
 
 impl std::fmt::Debug for Credentials {
@@ -65,6 +72,7 @@ impl std::fmt::Debug for Credentials {
             Credentials::Basic { user, .. } => write!(f, "Credentials::Basic({user}, [redacted])"),
             Credentials::Bearer { .. } => f.write_str("Credentials::Bearer([redacted])"),
             Credentials::Replayed(m) => write!(f, "Credentials::Replayed({})", m.as_str()),
+            Credentials::OAuth(o) => write!(f, "Credentials::{o:?}"),
         }
     }
 }
@@ -76,6 +84,7 @@ impl Credentials {
             Credentials::Basic { .. } => AuthMode::Basic,
             Credentials::Bearer { .. } => AuthMode::Bearer,
             Credentials::Replayed(m) => *m,
+            Credentials::OAuth(o) => o.mode,
         }
     }
 
@@ -85,6 +94,7 @@ impl Credentials {
             Credentials::None | Credentials::Replayed(_) => {}
             Credentials::Basic { user, password } => r.add_basic(user, password.expose_secret()),
             Credentials::Bearer { token } => r.add_secret(token.expose_secret()),
+            Credentials::OAuth(o) => o.register_secrets(r),
         }
     }
 
@@ -98,6 +108,7 @@ impl Credentials {
                     .encode(format!("{user}:{}", password.expose_secret()))
             ),
             Credentials::Bearer { token } => format!("Bearer {}", token.expose_secret()),
+            Credentials::OAuth(o) => format!("Bearer {}", o.token()?.expose_secret()),
         };
         Some(Header {
             name: "Authorization".into(),

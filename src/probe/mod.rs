@@ -225,6 +225,7 @@ async fn ews_step(
         attempts,
         skipped: None,
         detail: String::new(),
+        auth: None,
     };
     match (obs.outcome, obs.parsed) {
         (Err(e), _) => {
@@ -348,12 +349,32 @@ pub async fn run(cfg: &ProbeConfig, t: &Transport) -> Evidence {
         let (first, rest) = all
             .split_first()
             .expect("the plan starts with connectivity");
-        let conn = run_check(cfg, t, endpoint, *first).await;
-        let go_on = conn.first().is_some_and(connectivity_allows_more);
-        let why = conn
-            .first()
-            .map(|s| format!("connectivity check failed ({})", s.detail))
-            .unwrap_or_default();
+        // What the server offers before any credential is sent (issue 4).
+        steps.push(crate::auth::challenge::run(t, endpoint).await);
+        // OAuth: the token first; its errors and claims are judged before any EWS request.
+        let mut signed_in = true;
+        if let crate::auth::Credentials::OAuth(o) = &cfg.credentials {
+            let got = o.acquire(t, cfg.now.unix_timestamp()).await;
+            signed_in = got.usable;
+            steps.extend(got.steps);
+        }
+        let (conn, go_on, why) = if signed_in {
+            let conn = run_check(cfg, t, endpoint, *first).await;
+            let go_on = conn.first().is_some_and(connectivity_allows_more);
+            let why = conn
+                .first()
+                .map(|s| format!("connectivity check failed ({})", s.detail))
+                .unwrap_or_default();
+            (conn, go_on, why)
+        } else {
+            let why = "sign-in failed, no EWS request was sent".to_string();
+            let op = envelope_for(cfg, first.op).map(|e| e.operation);
+            (
+                vec![Step::skipped(first.id, StepKind::Ews, op, why.clone())],
+                false,
+                why,
+            )
+        };
         steps.extend(conn);
         if go_on {
             let futs = rest.iter().map(|c| run_check(cfg, t, endpoint, *c));
@@ -376,10 +397,16 @@ pub async fn run(cfg: &ProbeConfig, t: &Transport) -> Evidence {
         }
     }
     let total = if t.is_replay() {
-        steps.first().map(|s| s.duration_ms).unwrap_or(0.0)
+        // Sequential: the authentication steps and the connectivity check; then concurrent.
+        let seq = steps
+            .iter()
+            .position(|s| s.kind == StepKind::Ews)
+            .map(|i| i + 1)
+            .unwrap_or(steps.len());
+        steps.iter().take(seq).map(|s| s.duration_ms).sum::<f64>()
             + steps
                 .iter()
-                .skip(1)
+                .skip(seq)
                 .map(|s| s.duration_ms)
                 .fold(0.0, f64::max)
     } else {

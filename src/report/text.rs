@@ -1,4 +1,5 @@
-//! `--format text`: the report for a person. The connectivity check, then the feature checks
+//! `--format text`: the report for a person. The authentication steps (the challenge: what
+//! the server offers; the sign-in), the connectivity check, then the feature checks
 //! that ran concurrently under it (a tree), each with status and timing; then the verdict per
 //! feature, the diagnoses with evidence and remedy, and the status line. Colour only when the
 //! caller says so (a terminal, and `NO_COLOR` unset).
@@ -111,7 +112,18 @@ pub fn render(r: &Report, color: bool) -> String {
     if !r.steps.is_empty() {
         out.push_str(&p.c("1", "Steps\n"));
         let id_width = r.steps.iter().map(|s| s.id.len()).max().unwrap_or(10);
-        let (first, rest) = r.steps.split_first().expect("non-empty");
+        // The authentication steps (challenge, sign-in) come first, one line each.
+        let n_auth = r
+            .steps
+            .iter()
+            .take_while(|s| s.kind == crate::evidence::StepKind::Auth)
+            .count();
+        for s in &r.steps[..n_auth] {
+            out.push_str(&step_line(&p, s, "  ", id_width));
+        }
+        let Some((first, rest)) = r.steps[n_auth..].split_first() else {
+            return finish(r, &p, out);
+        };
         out.push_str(&step_line(&p, first, "  ", id_width));
         let skipped: Vec<&StepReport> =
             rest.iter().filter(|s| s.outcome == Outcome::Skip).collect();
@@ -136,7 +148,14 @@ pub fn render(r: &Report, color: bool) -> String {
         }
         out.push('\n');
     }
+    finish(r, &p, out)
+}
 
+/// Features, diagnoses and the status line.
+fn finish(r: &Report, p: &Paint, mut out: String) -> String {
+    if !out.ends_with("\n\n") {
+        out.push('\n');
+    }
     out.push_str(&p.c("1", "Features\n"));
     for f in &r.features {
         let (label, code) = match f.status {

@@ -17,9 +17,110 @@ const SENSITIVE_HEADERS: &[&str] = &[
     "set-cookie",
 ];
 
-#[derive(Default, Clone)]
+/// OAuth fields whose values are credentials wherever they appear, as form fields
+/// (`client_secret=…`) or JSON members (`"access_token":"…"`): token requests and responses
+/// pass through the transport before the secret in them is known (research/security.md §3.2).
+pub const SECRET_FIELDS: &[&str] = &[
+    "client_secret",
+    "client_assertion",
+    "device_code",
+    "refresh_token",
+    "access_token",
+    "id_token",
+    "password",
+];
+
+#[derive(Default)]
 pub struct Redactor {
     secrets: Vec<String>,
+    /// Secrets learned during the run (an access token fetched by the probe).
+    learned: std::sync::RwLock<Vec<String>>,
+}
+
+impl Clone for Redactor {
+    fn clone(&self) -> Self {
+        Redactor {
+            secrets: self.secrets.clone(),
+            learned: std::sync::RwLock::new(
+                self.learned
+                    .read()
+                    .map(|v| v.clone())
+                    .unwrap_or_else(|p| p.into_inner().clone()),
+            ),
+        }
+    }
+}
+
+/// Masks the value of each [`SECRET_FIELDS`] member in form or JSON text. A JWT keeps its
+/// header and claims (they explain a refusal and are not usable without the signature); the
+/// signature is masked.
+fn mask_fields(s: &str) -> String {
+    let mut out = s.to_string();
+    for field in SECRET_FIELDS {
+        // JSON: "field" : "value"
+        let quoted = format!("\"{field}\"");
+        let mut from = 0;
+        while let Some(pos) = out[from..].find(&quoted) {
+            let after = from + pos + quoted.len();
+            let rest = &out[after..];
+            let trimmed = rest.trim_start();
+            let Some(r2) = trimmed.strip_prefix(':') else {
+                from = after;
+                continue;
+            };
+            let r3 = r2.trim_start();
+            let Some(r4) = r3.strip_prefix('"') else {
+                from = after;
+                continue;
+            };
+            let start = out.len() - r4.len();
+            let mut end = start;
+            let bytes = out.as_bytes();
+            while end < bytes.len() && bytes[end] != b'"' {
+                end += if bytes[end] == b'\\' { 2 } else { 1 };
+            }
+            let end = end.min(out.len());
+            let masked = mask_value(&out[start..end]);
+            out.replace_range(start..end, &masked);
+            from = start + masked.len();
+        }
+        // Form: field=value at the start, or after '&', '?' or whitespace.
+        let eq = format!("{field}=");
+        let mut from = 0;
+        while let Some(pos) = out[from..].find(&eq) {
+            let at = from + pos;
+            let boundary = at == 0
+                || matches!(
+                    out.as_bytes()[at - 1],
+                    b'&' | b'?' | b' ' | b'\n' | b'\r' | b'\t'
+                );
+            let start = at + eq.len();
+            if !boundary {
+                from = start;
+                continue;
+            }
+            let end = out[start..]
+                .find(|c: char| c == '&' || c.is_whitespace())
+                .map(|e| start + e)
+                .unwrap_or(out.len());
+            let masked = mask_value(&out[start..end]);
+            out.replace_range(start..end, &masked);
+            from = start + masked.len();
+        }
+    }
+    out
+}
+
+fn mask_value(v: &str) -> String {
+    if v.is_empty() || v == MASK {
+        return v.to_string();
+    }
+    let parts: Vec<&str> = v.split('.').collect();
+    if parts.len() == 3 && parts[0].starts_with("eyJ") && !parts[2].is_empty() {
+        format!("{}.{}.{MASK}", parts[0], parts[1])
+    } else {
+        MASK.to_string()
+    }
 }
 
 impl std::fmt::Debug for Redactor {
@@ -47,10 +148,29 @@ impl Redactor {
         self.add_secret(&b64);
     }
 
-    /// Masks every known secret in free text.
+    /// Registers a secret learned during the run (through a shared reference: the
+    /// transport already holds the redactor).
+    pub fn learn(&self, secret: &str) {
+        if secret.len() < 3 {
+            return;
+        }
+        let mut l = self.learned.write().unwrap_or_else(|p| p.into_inner());
+        if !l.iter().any(|s| s == secret) {
+            l.push(secret.to_string());
+            l.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    /// Masks every known secret in free text, and the values of OAuth secret fields.
     pub fn text(&self, s: &str) -> String {
-        let mut out = s.to_string();
+        let mut out = mask_fields(s);
         for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), MASK);
+            }
+        }
+        let learned = self.learned.read().unwrap_or_else(|p| p.into_inner());
+        for secret in learned.iter() {
             if out.contains(secret.as_str()) {
                 out = out.replace(secret.as_str(), MASK);
             }
@@ -112,5 +232,32 @@ mod tests {
             "pw=[redacted] header=Basic [redacted] token [redacted] ab"
         );
         assert_eq!(r.header("X-Echo", "S3cret!pw"), "[redacted]");
+        r.learn("learned-token-xyz");
+        assert_eq!(r.text("a learned-token-xyz b"), "a [redacted] b");
+    }
+
+    #[test]
+    fn masks_oauth_fields_in_forms_and_json() {
+        let r = Redactor::default();
+        let form = "grant_type=client_credentials&client_id=abc&client_secret=s3cr%2Bt&scope=x";
+        assert_eq!(
+            r.text(form),
+            "grant_type=client_credentials&client_id=abc&client_secret=[redacted]&scope=x"
+        );
+        assert_eq!(
+            r.text("client_assertion_type=jwt&client_assertion=eyJa.eyJb.sig&device_code=DC1"),
+            "client_assertion_type=jwt&client_assertion=eyJa.eyJb.[redacted]&device_code=[redacted]"
+        );
+        let json = r#"{"token_type":"Bearer","access_token" : "eyJhdr.eyJclaims.SIGNATURE","refresh_token":"0.AR\"x","device_code":"GAQAB"}"#;
+        let out = r.text(json);
+        assert!(
+            out.contains(r#""access_token" : "eyJhdr.eyJclaims.[redacted]""#),
+            "{out}"
+        );
+        assert!(out.contains(r#""refresh_token":"[redacted]""#), "{out}");
+        assert!(out.contains(r#""device_code":"[redacted]""#), "{out}");
+        assert!(!out.contains("SIGNATURE") && !out.contains("GAQAB"));
+        // Not a field boundary: left alone.
+        assert_eq!(r.text("my_password=x"), "my_password=x");
     }
 }

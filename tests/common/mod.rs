@@ -146,11 +146,20 @@ pub fn feature_statuses(r: &Report) -> Vec<String> {
 
 /// Bodies of the requests the server received.
 pub async fn bodies(server: &MockServer) -> Vec<String> {
+    posts(server)
+        .await
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect()
+}
+
+/// The POST requests the server received (the EWS calls; the challenge step is a GET).
+pub async fn posts(server: &MockServer) -> Vec<wiremock::Request> {
     server
         .received_requests()
         .await
         .unwrap_or_default()
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .into_iter()
+        .filter(|r| r.method.as_str() == "POST")
         .collect()
 }
