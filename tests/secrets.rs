@@ -180,3 +180,150 @@ fn secret_flags_take_names_not_values() {
     }
     assert!(text.contains("--password-env <VAR>") && text.contains("--token-file <PATH>"));
 }
+
+const CLIENT_SECRET: &str = "Q~oauth-client-secret.Leak/Test+1";
+const DEVICE_CODE: &str = "DAQABAAEAAAD-leak-test-device-code-value";
+const TOKEN_SIGNATURE: &str = "b2F1dGgtdG9rZW4tc2lnbmF0dXJlLWxlYWs";
+
+/// OAuth modes: the client secret, the device code and the access token (its signature: the
+/// header and claims are kept on purpose, they explain refusals) appear in no output, the
+/// recording included, while the server echoes the token back; the bundle replays the sign-in.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_oauth_secret_in_any_output_and_the_bundle_replays() {
+    use wiremock::matchers::{method, path_regex};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+    let token = format!(
+        "{}.{}.{TOKEN_SIGNATURE}",
+        b64.encode(r#"{"typ":"JWT","alg":"RS256"}"#),
+        b64.encode(
+            serde_json::json!({"aud": "https://outlook.office365.com", "scp": "EWS.AccessAsUser.All",
+                "roles": ["full_access_as_app"], "exp": exp})
+            .to_string()
+        )
+    );
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("/devicecode$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "user_code": "ABCD1234", "device_code": DEVICE_CODE,
+            "verification_uri": "https://microsoft.com/devicelogin", "expires_in": 900, "interval": 0
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex("/token$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "token_type": "Bearer", "expires_in": 3599, "access_token": token,
+            "refresh_token": "0.AR-refresh-token-leak-value"
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex("Exchange.asmx$"))
+        .respond_with(Echo)
+        .mount(&server)
+        .await;
+    let url = ews_url(&server);
+    let secrets = [
+        CLIENT_SECRET,
+        DEVICE_CODE,
+        TOKEN_SIGNATURE,
+        token.as_str(),
+        "0.AR-refresh-token-leak-value",
+    ];
+    for mode in ["client-credentials", "device-code"] {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle");
+        let report = dir.path().join("report.json");
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "probe",
+            "svc@contoso.com",
+            "--ews-url",
+            &url,
+            "--auth",
+            mode,
+            "--client-id",
+            "app-1",
+            "--tenant",
+            "contoso.com",
+            "--login-authority",
+            &server.uri(),
+            "-vv",
+            "--format",
+            "json",
+        ])
+        .arg("--record")
+        .arg(&bundle)
+        .arg("--output")
+        .arg(&report)
+        .env("EWS_PROBE_TEST_CLIENT_SECRET", CLIENT_SECRET)
+        .stdin(Stdio::null());
+        if mode == "client-credentials" {
+            cmd.args(["--client-secret-env", "EWS_PROBE_TEST_CLIENT_SECRET"]);
+        }
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{mode}: {stderr}");
+        // The token really went to EWS and came back in the echo.
+        let received = server.received_requests().await.unwrap();
+        assert!(received.iter().any(|r| {
+            r.headers
+                .get("authorization")
+                .is_some_and(|v| v.to_str().unwrap().contains(&token))
+        }));
+        assert!(
+            stderr.contains("Authorization: Bearer [redacted]"),
+            "{mode}: {stderr}"
+        );
+        assert!(
+            stderr.contains("/token"),
+            "{mode}: the token request is traced"
+        );
+        let report_text = std::fs::read_to_string(&report).unwrap();
+        let bundle_text = all_text_under(&bundle);
+        assert!(
+            bundle_text.contains("access_token"),
+            "{mode}: token answer recorded"
+        );
+        for (what, text) in [
+            ("stdout", &*stdout),
+            ("stderr", &*stderr),
+            ("report", &report_text),
+            ("bundle", &bundle_text),
+        ] {
+            assert_clean(&format!("{mode} {what}"), text, &secrets);
+        }
+        let replay = tokio::task::spawn_blocking({
+            let bundle = bundle.clone();
+            move || {
+                Command::new(bin())
+                    .arg("replay")
+                    .arg(&bundle)
+                    .args(["--format", "json"])
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        let live: serde_json::Value = serde_json::from_str(&report_text).unwrap();
+        let again: serde_json::Value = serde_json::from_slice(&replay.stdout).unwrap();
+        assert_eq!(replay.status.code(), Some(2), "{mode}");
+        assert_eq!(live["diagnoses"], again["diagnoses"], "{mode}");
+        assert_eq!(live["features"], again["features"], "{mode}");
+        let ids = |v: &serde_json::Value| -> Vec<String> {
+            v["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(ids(&live), ids(&again), "{mode}");
+    }
+}
