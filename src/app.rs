@@ -170,10 +170,16 @@ fn credentials(a: &ProbeArgs, mailbox: &Mailbox) -> Result<Credentials, AppError
                 client,
             ))))
         }
-        AuthMode::Ntlm => Err(AppError::Usage(format!(
-            "--auth {} is not available in this version yet; use --auth basic, bearer (a token you obtained) or none",
-            a.auth.as_str()
-        ))),
+        AuthMode::Ntlm => {
+            let user = a
+                .user
+                .clone()
+                .unwrap_or_else(|| mailbox.address().to_string());
+            let password = password_source(a, &user).read()?;
+            Ok(Credentials::Ntlm(Box::new(
+                crate::auth::ntlm::NtlmConfig::new(&user, password),
+            )))
+        }
     }
 }
 
@@ -195,6 +201,7 @@ pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
         proxy: a.proxy.clone(),
         connect_timeout: Duration::from_secs_f64(a.timeout.min(10.0)),
         read_timeout: Duration::from_secs_f64(a.timeout.min(20.0)),
+        connection_auth: a.auth == AuthMode::Ntlm,
         ..HttpOptions::default()
     };
     let client = Arc::new(HttpClient::new(&opts)?);
@@ -272,6 +279,9 @@ pub async fn run_bundle(bundle: &Bundle) -> Result<(Report, SessionMeta), AppErr
             AuthMode::DeviceCode | AuthMode::ClientCredentials => Credentials::OAuth(Box::new(
                 crate::auth::oauth::OAuthConfig::replayed(meta.auth),
             )),
+            AuthMode::Ntlm => {
+                Credentials::Ntlm(Box::new(crate::auth::ntlm::NtlmConfig::replayed()))
+            }
             m => Credentials::Replayed(m),
         },
         context: RequestContext {

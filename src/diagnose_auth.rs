@@ -290,6 +290,18 @@ pub fn causes(ev: &Evidence) -> Vec<AuthCause> {
                     blocks: true,
                 });
             }
+            Some(AuthFacts::Ntlm { stage })
+                if s.outcome == Outcome::Fail && stage == "rejected" =>
+            {
+                out.push(AuthCause {
+                    code: Code::InvalidCredentials,
+                    severity: Status::Critical,
+                    summary: format!("the server refused the NTLM credentials after a complete handshake ({}). If the user name and password are right, Extended Protection for Authentication (channel binding) may be refusing NTLM: this client sends no channel binding token, and TLS inspection or a TLS-terminating proxy breaks channel binding for any client", s.detail),
+                    remedy: "Check the user name (DOMAIN\\user or UPN) and password, and that the account is not locked or expired; if they are right, probe from a network path without TLS inspection, or ask the Exchange admin whether Extended Protection is enforced on the EWS virtual directory.".into(),
+                    evidence: format!("{}: {}", s.id, s.detail),
+                    blocks: true,
+                });
+            }
             _ if s.outcome == Outcome::Fail && s.id != crate::auth::challenge::ID => {
                 // A token step that got no answer at all (or the device code request failed).
                 let code = match s.failure.as_ref().map(|f| f.kind) {

@@ -7,6 +7,7 @@
 pub mod challenge;
 pub mod facts;
 pub mod jwt;
+pub mod ntlm;
 pub mod oauth;
 pub mod secret;
 
@@ -63,6 +64,8 @@ pub enum Credentials {
     Replayed(AuthMode),
     /// OAuth 2.0 (device code or client credentials): the token is fetched during the run.
     OAuth(Box<oauth::OAuthConfig>),
+    /// NTLM: a handshake authenticates the connection the SOAP requests then use.
+    Ntlm(Box<ntlm::NtlmConfig>),
 }
 
 impl std::fmt::Debug for Credentials {
@@ -73,6 +76,7 @@ impl std::fmt::Debug for Credentials {
             Credentials::Bearer { .. } => f.write_str("Credentials::Bearer([redacted])"),
             Credentials::Replayed(m) => write!(f, "Credentials::Replayed({})", m.as_str()),
             Credentials::OAuth(o) => write!(f, "Credentials::{o:?}"),
+            Credentials::Ntlm(n) => write!(f, "Credentials::{n:?}"),
         }
     }
 }
@@ -85,6 +89,7 @@ impl Credentials {
             Credentials::Bearer { .. } => AuthMode::Bearer,
             Credentials::Replayed(m) => *m,
             Credentials::OAuth(o) => o.mode,
+            Credentials::Ntlm(_) => AuthMode::Ntlm,
         }
     }
 
@@ -95,13 +100,15 @@ impl Credentials {
             Credentials::Basic { user, password } => r.add_basic(user, password.expose_secret()),
             Credentials::Bearer { token } => r.add_secret(token.expose_secret()),
             Credentials::OAuth(o) => o.register_secrets(r),
+            Credentials::Ntlm(n) => n.register_secrets(r),
         }
     }
 
     /// The `Authorization` header, marked sensitive.
     pub fn authorization(&self) -> Option<Header> {
         let value = match self {
-            Credentials::None | Credentials::Replayed(_) => return None,
+            // NTLM authenticates the connection, not each request.
+            Credentials::None | Credentials::Replayed(_) | Credentials::Ntlm(_) => return None,
             Credentials::Basic { user, password } => format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD

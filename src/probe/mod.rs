@@ -194,16 +194,41 @@ async fn ews_step(
         retryable: env.read_only,
     };
     let spent_us = AtomicU64::new(0);
+    // NTLM: one request at a time on the authenticated connection.
+    let _serial = match &cfg.credentials {
+        crate::auth::Credentials::Ntlm(n) => Some(n.serial().await),
+        _ => None,
+    };
     let started = Instant::now();
-    let (obs, attempts) = retry::send(t, &req, |outcome| {
+    let classify = |outcome: Result<HttpResponse, TransportError>| {
         let elapsed = match &outcome {
             Ok(r) => r.elapsed,
             Err(e) => e.elapsed,
         };
         spent_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
         observe(outcome)
-    })
-    .await;
+    };
+    let (mut obs, mut attempts) = retry::send(t, &req, classify).await;
+    if let crate::auth::Credentials::Ntlm(n) = &cfg.credentials {
+        // A 401 after the handshake succeeded: the server closed the authenticated connection
+        // and the request went out on a new one. Authenticate that one (the password is known
+        // good) and send once more.
+        let offered = match &obs.outcome {
+            Ok(r) if r.status == 401 => Some(crate::diagnose::offered_schemes(
+                &r.header_all("www-authenticate").unwrap_or_default(),
+            )),
+            _ => None,
+        };
+        if let Some(offered) = offered.filter(|_| !t.is_replay()) {
+            let again = n.handshake(t, endpoint, &offered).await;
+            if again.outcome == Outcome::Pass {
+                let count = attempts.count;
+                (obs, attempts) = retry::send(t, &req, classify).await;
+                attempts.count += count;
+            }
+        }
+    }
+    drop(_serial);
     // Live: the wall time including back-off waits. Replay: the recorded times and waits.
     let duration = if t.is_replay() {
         Duration::from_micros(spent_us.load(Ordering::Relaxed))
@@ -353,10 +378,22 @@ pub async fn run(cfg: &ProbeConfig, t: &Transport) -> Evidence {
         steps.push(crate::auth::challenge::run(t, endpoint).await);
         // OAuth: the token first; its errors and claims are judged before any EWS request.
         let mut signed_in = true;
-        if let crate::auth::Credentials::OAuth(o) = &cfg.credentials {
-            let got = o.acquire(t, cfg.now.unix_timestamp()).await;
-            signed_in = got.usable;
-            steps.extend(got.steps);
+        match &cfg.credentials {
+            crate::auth::Credentials::OAuth(o) => {
+                let got = o.acquire(t, cfg.now.unix_timestamp()).await;
+                signed_in = got.usable;
+                steps.extend(got.steps);
+            }
+            crate::auth::Credentials::Ntlm(n) => {
+                let offered = match steps.last().and_then(|s| s.auth.as_ref()) {
+                    Some(crate::auth::facts::AuthFacts::Challenge(c)) => c.schemes.clone(),
+                    _ => Vec::new(),
+                };
+                let hs = n.handshake(t, endpoint, &offered).await;
+                signed_in = hs.outcome == Outcome::Pass;
+                steps.push(hs);
+            }
+            _ => {}
         }
         let (conn, go_on, why) = if signed_in {
             let conn = run_check(cfg, t, endpoint, *first).await;

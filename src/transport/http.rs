@@ -18,6 +18,9 @@ pub struct HttpOptions {
     pub ca_file: Option<std::path::PathBuf>,
     pub proxy: Option<String>,
     pub user_agent: String,
+    /// NTLM is connection-oriented: every request on one pinned HTTP/1.1 connection, cookies
+    /// kept (Exchange's X-BackEndCookie), so the handshake and the SOAP requests share it.
+    pub connection_auth: bool,
 }
 
 impl Default for HttpOptions {
@@ -30,6 +33,7 @@ impl Default for HttpOptions {
             ca_file: None,
             proxy: None,
             user_agent: format!("ews-probe/{}", env!("CARGO_PKG_VERSION")),
+            connection_auth: false,
         }
     }
 }
@@ -53,6 +57,8 @@ pub struct HttpClient {
     client: reqwest::Client,
     resolver: Resolver,
     body_cap: usize,
+    /// For connection-oriented authentication (NTLM): every request on one connection.
+    pinned: Option<super::pinned::Pinned>,
 }
 
 impl HttpClient {
@@ -67,6 +73,7 @@ impl HttpClient {
             .read_timeout(opts.read_timeout)
             .pool_max_idle_per_host(16)
             .dns_resolver(resolver.clone());
+        let mut extra_roots = Vec::new();
         if let Some(path) = &opts.ca_file {
             let pem = std::fs::read(path).map_err(|source| ClientError::CaFile {
                 path: path.display().to_string(),
@@ -80,16 +87,34 @@ impl HttpClient {
             for c in certs {
                 b = b.add_root_certificate(c);
             }
+            use rustls_pki_types::pem::PemObject;
+            extra_roots = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+                .filter_map(Result::ok)
+                .collect();
         }
         if let Some(p) = &opts.proxy {
             let proxy = reqwest::Proxy::all(p).map_err(|e| ClientError::Proxy(e.to_string()))?;
             b = b.proxy(proxy);
         }
+        let pinned = if opts.connection_auth {
+            if opts.proxy.is_some() {
+                return Err(ClientError::Proxy(
+                    "NTLM authenticates a direct connection; --proxy is not supported with --auth ntlm".into(),
+                ));
+            }
+            Some(
+                super::pinned::Pinned::new(opts, resolver.clone(), extra_roots)
+                    .map_err(ClientError::Build)?,
+            )
+        } else {
+            None
+        };
         let client = b.build().map_err(|e| ClientError::Build(e.to_string()))?;
         Ok(HttpClient {
             client,
             resolver,
             body_cap: opts.body_cap,
+            pinned,
         })
     }
 
@@ -145,6 +170,12 @@ impl HttpClient {
                 FailureKind::Timeout,
                 "deadline passed before the request".into(),
             ));
+        }
+        if let Some(p) = &self.pinned {
+            return p.send(req, remaining).await.map_err(|mut e| {
+                e.message = redactor.text(&e.message);
+                e
+            });
         }
         let mut rb = match req.method {
             Method::Get => self.client.get(req.url.clone()),

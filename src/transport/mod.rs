@@ -8,6 +8,7 @@
 pub mod bundle;
 pub mod http;
 pub mod httpfile;
+pub mod pinned;
 pub mod redact;
 pub mod replay;
 pub mod resolve;
