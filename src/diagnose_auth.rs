@@ -325,3 +325,183 @@ pub fn causes(ev: &Evidence) -> Vec<AuthCause> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::diagnose;
+    use super::*;
+    use crate::auth::facts::{Flow, TokenError};
+    use crate::target::Mailbox;
+
+    fn evidence(auth: AuthMode, steps: Vec<Step>) -> Evidence {
+        Evidence {
+            mailbox: "adele@contoso.com".into(),
+            endpoint: Some("https://outlook.office365.com/EWS/Exchange.asmx".into()),
+            auth,
+            impersonating: false,
+            write: false,
+            steps,
+            duration_ms: 1.0,
+        }
+    }
+
+    fn auth_step(id: &str, outcome: Outcome, facts: AuthFacts) -> Step {
+        let mut s = Step::skipped(id, StepKind::Auth, None, String::new());
+        s.skipped = None;
+        s.outcome = outcome;
+        s.detail = "HTTP 400 Bad Request".into();
+        s.auth = Some(facts);
+        s
+    }
+
+    fn token_fail(error: &str, code: u32) -> Step {
+        auth_step(
+            "auth.token",
+            Outcome::Fail,
+            AuthFacts::Token {
+                flow: Flow::ClientSecret,
+                error: Some(Box::new(TokenError {
+                    error: error.into(),
+                    error_codes: vec![code],
+                    description: Some(format!("AADSTS{code}: text")),
+                    trace_id: Some("trace-1".into()),
+                    correlation_id: Some("corr-1".into()),
+                    timestamp: None,
+                })),
+                claims: None,
+                received_unix: 0,
+                polls: 1,
+            },
+        )
+    }
+
+    fn run(auth: AuthMode, steps: Vec<Step>) -> super::super::Verdict {
+        let mb = Mailbox::parse("adele@contoso.com").unwrap();
+        diagnose(&mb, &evidence(auth, steps))
+    }
+
+    #[test]
+    fn token_error_codes_map_to_diagnoses() {
+        for (error, code, want) in [
+            ("invalid_grant", 50020, Code::ConsumerAccountNoEws),
+            ("unauthorized_client", 700016, Code::AppNotFound),
+            ("invalid_grant", 65001, Code::ConsentMissing),
+            ("invalid_client", 7000215, Code::InvalidCredentials),
+            ("invalid_grant", 50076, Code::MfaRequired),
+            ("invalid_grant", 50079, Code::MfaRequired),
+            ("authorization_declined", 0, Code::SignInFailed),
+            ("expired_token", 70019, Code::SignInFailed),
+            ("invalid_request", 90014, Code::SignInFailed),
+        ] {
+            let v = run(AuthMode::ClientCredentials, vec![token_fail(error, code)]);
+            assert_eq!(v.diagnoses[0].code, want, "{error} {code}");
+            assert_eq!(v.status, Status::Critical);
+            let ev = v.diagnoses[0].evidence.join(" ");
+            assert!(
+                ev.contains("trace_id trace-1") && ev.contains("correlation_id corr-1"),
+                "{ev}"
+            );
+            assert!(
+                v.features
+                    .iter()
+                    .all(|f| f.status == super::super::FeatureStatus::Unavailable)
+            );
+        }
+    }
+
+    #[test]
+    fn claims_are_judged() {
+        let ok = Claims {
+            aud: Some("https://outlook.office365.com/".into()),
+            scp: vec!["EWS.AccessAsUser.All".into()],
+            roles: vec!["full_access_as_app".into()],
+            exp: Some(2000),
+            is_jwt: true,
+            ..Claims::default()
+        };
+        assert_eq!(claim_problem(&ok, AuthMode::DeviceCode, 1000), None);
+        assert_eq!(claim_problem(&ok, AuthMode::ClientCredentials, 1000), None);
+        let code = |c: &Claims, m| claim_problem(c, m, 1000).map(|p| p.0);
+        let mut c = ok.clone();
+        c.exp = Some(999);
+        assert_eq!(code(&c, AuthMode::DeviceCode), Some(Code::TokenExpired));
+        let mut c = ok.clone();
+        c.aud = Some("https://graph.microsoft.com".into());
+        assert_eq!(
+            code(&c, AuthMode::DeviceCode),
+            Some(Code::TokenWrongAudience)
+        );
+        let mut c = ok.clone();
+        c.scp = vec!["Mail.Read".into()];
+        assert_eq!(
+            code(&c, AuthMode::DeviceCode),
+            Some(Code::TokenMissingPermission)
+        );
+        let mut c = ok.clone();
+        c.roles = vec![];
+        assert_eq!(
+            code(&c, AuthMode::ClientCredentials),
+            Some(Code::TokenMissingPermission)
+        );
+        let mut c = ok.clone();
+        c.tid = Some(MSA_TENANT.into());
+        assert_eq!(
+            code(&c, AuthMode::DeviceCode),
+            Some(Code::ConsumerAccountNoEws)
+        );
+        assert_eq!(
+            code(&Claims::default(), AuthMode::DeviceCode),
+            Some(Code::TokenInvalid)
+        );
+    }
+
+    #[test]
+    fn challenge_suggests_the_offered_scheme() {
+        let ch = |schemes: &[&str]| {
+            auth_step(
+                "auth.challenge",
+                Outcome::Pass,
+                AuthFacts::Challenge(Challenge {
+                    schemes: schemes.iter().map(|s| s.to_string()).collect(),
+                    ..Challenge::default()
+                }),
+            )
+        };
+        let v = run(AuthMode::Basic, vec![ch(&["Negotiate", "NTLM"])]);
+        let d = v
+            .diagnoses
+            .iter()
+            .find(|d| d.code == Code::AuthSchemeNotOffered)
+            .unwrap();
+        assert_eq!(d.remedy, "Use --auth ntlm.");
+        assert_eq!(d.severity, Status::Warning);
+        let v = run(AuthMode::Ntlm, vec![ch(&["Bearer"])]);
+        let d = v
+            .diagnoses
+            .iter()
+            .find(|d| d.code == Code::AuthSchemeNotOffered)
+            .unwrap();
+        assert!(d.remedy.contains("--auth device-code"));
+        // Offered: nothing to say.
+        let v = run(AuthMode::DeviceCode, vec![ch(&["Bearer", "Basic"])]);
+        assert!(
+            v.diagnoses
+                .iter()
+                .all(|d| d.code != Code::AuthSchemeNotOffered)
+        );
+    }
+
+    #[test]
+    fn ntlm_rejected_after_handshake_names_extended_protection() {
+        let s = auth_step(
+            "auth.ntlm",
+            Outcome::Fail,
+            AuthFacts::Ntlm {
+                stage: "rejected".into(),
+            },
+        );
+        let v = run(AuthMode::Ntlm, vec![s]);
+        assert_eq!(v.diagnoses[0].code, Code::InvalidCredentials);
+        assert!(v.diagnoses[0].summary.contains("Extended Protection"));
+    }
+}
