@@ -60,6 +60,14 @@ def scenario(name, title, mailbox, endpoint, auth, exchanges, exit_code, codes, 
             f.write(f"# demo scenario {name}: recorded answer for {key}\n# key: {key}\n# duration_ms: {ms}\n{text}")
 
 
+def exo_challenge():
+    return ("auth.challenge", http_exchange("http/exo_401_challenge.http"), 38.2)
+
+
+def onprem_challenge():
+    return ("auth.challenge", http_exchange("http/onprem_401_ntlm_only.http"), 6.1)
+
+
 def healthy(overrides=None, extra=None):
     ex = []
     for i, (k, p) in enumerate(HEALTHY.items()):
@@ -72,10 +80,10 @@ def healthy(overrides=None, extra=None):
 
 
 scenario("healthy-exchange-online", "Healthy Exchange Online mailbox (delegated OAuth token): every feature available",
-         "megan.bowen@contoso.onmicrosoft.com", EXO, "bearer", healthy(), 0, [], ALL_AVAILABLE)
+         "megan.bowen@contoso.onmicrosoft.com", EXO, "bearer", [exo_challenge()] + healthy(), 0, [], ALL_AVAILABLE)
 scenario("consumer-basic-401", "Outlook.com address with Basic credentials: EWS answers 401",
          "jamie.doe@outlook.com", EXO, "basic",
-         [("ews.get_folder.msgfolderroot", http_exchange("http/consumer_401_basic.http"), 96.3)],
+         [exo_challenge(), ("ews.get_folder.msgfolderroot", http_exchange("http/consumer_401_basic.http"), 96.3)],
          2, ["consumer_account_no_ews"], ["unavailable"] * 4)
 scenario("consumer-token-403", "Hotmail address with a consumer (personal account) token: EWS answers 403 with an empty body",
          "jamie.doe@hotmail.com", "https://outlook.live.com/EWS/Exchange.asmx", "bearer",
@@ -83,25 +91,38 @@ scenario("consumer-token-403", "Hotmail address with a consumer (personal accoun
          2, ["consumer_account_no_ews"], ["unavailable"] * 4)
 scenario("tenant-ews-blocked", "Work account on Exchange Online after 2026-10-01, tenant has not allowed EWS: 403",
          "adele.vance@contoso.com", EXO, "bearer",
-         [("ews.get_folder.msgfolderroot", http_exchange("http/exo_403_ews_blocked.http"), 102.7)],
+         [exo_challenge(), ("ews.get_folder.msgfolderroot", http_exchange("http/exo_403_ews_blocked.http"), 102.7)],
          2, ["ews_access_blocked"], ["unavailable"] * 4)
 scenario("throttled-then-recovered", "Exchange Online busy: FindItem gets ErrorServerBusy with a 600 ms back-off, the retry succeeds",
          "megan.bowen@contoso.onmicrosoft.com", EXO, "bearer",
-         healthy({"ews.find_item.inbox": [xml_exchange("ews/soap_fault/server_busy_short_backoff.xml", 500, "Internal Server Error"),
+         [exo_challenge()] + healthy({"ews.find_item.inbox": [xml_exchange("ews/soap_fault/server_busy_short_backoff.xml", 500, "Internal Server Error"),
                                            xml_exchange("ews/find_item/success_inbox.xml")]}),
          1, ["throttled"], ["degraded", "available", "available", "available"])
 scenario("calendar-access-denied", "Calendar folder denied to the caller: calendar sync unavailable, the rest works",
          "megan.bowen@contoso.onmicrosoft.com", EXO, "bearer",
-         healthy({"ews.get_folder.calendar": [xml_exchange("ews/get_folder/error_access_denied.xml")],
+         [exo_challenge()] + healthy({"ews.get_folder.calendar": [xml_exchange("ews/get_folder/error_access_denied.xml")],
                   "ews.find_item.calendar_view": [xml_exchange("ews/find_item/error_access_denied.xml")],
                   "ews.sync_folder_items.calendar": [xml_exchange("ews/sync_folder_items/error_access_denied.xml")]}),
          1, ["folder_access_denied"], ["available", "available", "available", "unavailable"])
 scenario("onprem-ntlm-only", "On-premises Exchange 2010 offering only Negotiate/NTLM, probed with Basic",
          "j.smith@contoso.com", ONPREM, "basic",
-         [("ews.get_folder.msgfolderroot", http_exchange("http/onprem_401_ntlm_only.http"), 12.4)],
-         2, ["invalid_credentials"], ["unavailable"] * 4)
+         [onprem_challenge(), ("ews.get_folder.msgfolderroot", http_exchange("http/onprem_401_ntlm_only.http"), 12.4)],
+         2, ["invalid_credentials", "auth_scheme_not_offered"], ["unavailable"] * 4)
 scenario("wrong-token-audience", "Token issued for Microsoft Graph, not Exchange: 401 with x-ms-diagnostics 2000003",
          "adele.vance@contoso.com", EXO, "bearer",
-         [("ews.get_folder.msgfolderroot", http_exchange("http/exo_401_wrong_audience.http"), 91.0)],
+         [exo_challenge(), ("ews.get_folder.msgfolderroot", http_exchange("http/exo_401_wrong_audience.http"), 91.0)],
          2, ["token_wrong_audience"], ["unavailable"] * 4)
+scenario("consumer-device-code-refused", "Outlook.com account signing in with the device code flow against a work tenant: AADSTS50020, no EWS request sent",
+         "jamie.doe@outlook.com", EXO, "device-code",
+         [exo_challenge(),
+          ("auth.devicecode", http_exchange("http/aad_devicecode_200.http"), 142.0),
+          ("auth.token", http_exchange("http/aad_token_400_authorization_pending.http"), 88.5),
+          ("auth.token", http_exchange("http/aad_token_400_aadsts50020.http"), 91.3)],
+         2, ["consumer_account_no_ews"], ["unavailable"] * 4)
+scenario("onprem-ntlm-healthy", "On-premises Exchange 2016 with NTLM: handshake on one connection, then every feature available",
+         "j.smith@contoso.com", ONPREM, "ntlm",
+         [onprem_challenge(),
+          ("auth.ntlm", http_exchange("http/onprem_ntlm_challenge.http"), 4.2),
+          ("auth.ntlm", http_exchange("http/onprem_ntlm_authenticated_200.http"), 9.8)] + healthy(),
+         0, [], ALL_AVAILABLE)
 print("wrote", sorted(os.listdir(OUT)))

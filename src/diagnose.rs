@@ -770,7 +770,7 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
             feature_cause.push((
                 f,
                 FeatureStatus::Unavailable,
-                format!("{}: sign-in failed: {}", a.code.as_str(), a.evidence),
+                format!("{}: sign-in failed: {}", a.code.as_str(), a.short),
             ));
             continue;
         }

@@ -25,6 +25,8 @@ pub struct AuthCause {
     pub summary: String,
     pub remedy: String,
     pub evidence: String,
+    /// The failing step and its one-line detail (for feature reasons).
+    pub short: String,
     /// The sign-in failed: no EWS request could be made with these credentials.
     pub blocks: bool,
 }
@@ -237,6 +239,7 @@ pub fn causes(ev: &Evidence) -> Vec<AuthCause> {
                             None => "Use a scheme the server offers.".into(),
                         },
                         evidence: format!("{}: {}", s.id, s.detail),
+                        short: format!("{}: {}", s.id, s.detail),
                         blocks: false,
                     });
                 }
@@ -287,6 +290,7 @@ pub fn causes(ev: &Evidence) -> Vec<AuthCause> {
                     summary,
                     remedy,
                     evidence,
+                    short: format!("{}: {}", s.id, s.detail),
                     blocks: true,
                 });
             }
@@ -299,6 +303,7 @@ pub fn causes(ev: &Evidence) -> Vec<AuthCause> {
                     summary: format!("the server refused the NTLM credentials after a complete handshake ({}). If the user name and password are right, Extended Protection for Authentication (channel binding) may be refusing NTLM: this client sends no channel binding token, and TLS inspection or a TLS-terminating proxy breaks channel binding for any client", s.detail),
                     remedy: "Check the user name (DOMAIN\\user or UPN) and password, and that the account is not locked or expired; if they are right, probe from a network path without TLS inspection, or ask the Exchange admin whether Extended Protection is enforced on the EWS virtual directory.".into(),
                     evidence: format!("{}: {}", s.id, s.detail),
+                    short: format!("{}: {}", s.id, s.detail),
                     blocks: true,
                 });
             }
@@ -317,6 +322,7 @@ pub fn causes(ev: &Evidence) -> Vec<AuthCause> {
                     summary: format!("the sign-in could not complete: {}", s.detail),
                     remedy: "Check --login-authority, --tenant and --client-id, and that the identity platform (login.microsoftonline.com) is reachable from here (proxy, firewall).".into(),
                     evidence: format!("{}: {}", s.id, s.detail),
+                    short: format!("{}: {}", s.id, s.detail),
                     blocks: true,
                 });
             }

@@ -9,11 +9,13 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The built-in demo scenarios (fixtures/sessions/), in the order `demo` lists them.
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 10] = [
     "calendar-access-denied",
     "consumer-basic-401",
+    "consumer-device-code-refused",
     "consumer-token-403",
     "healthy-exchange-online",
+    "onprem-ntlm-healthy",
     "onprem-ntlm-only",
     "tenant-ews-blocked",
     "throttled-then-recovered",
@@ -451,7 +453,7 @@ fn demo_without_argument_runs_every_scenario_as_a_self_check() {
         );
     }
     assert!(!text.contains("FAIL"), "{text}");
-    assert!(text.contains("8 of 8 scenarios"), "{text}");
+    assert!(text.contains("10 of 10 scenarios"), "{text}");
 }
 
 #[test]
@@ -497,7 +499,7 @@ fn demo_json_is_an_array_of_every_scenario() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     let v = parse_json(&stdout_of(&out));
     let runs = v.as_array().expect("a JSON array");
-    assert_eq!(runs.len(), 8);
+    assert_eq!(runs.len(), 10);
     let names: Vec<&str> = runs
         .iter()
         .map(|r| r["scenario"].as_str().expect("scenario name"))
@@ -706,7 +708,7 @@ fn demo_nagios_summary_has_a_plugin_first_line() {
     assert_eq!(out.status.code(), Some(0));
     let first = stdout_of(&out).lines().next().unwrap().to_string();
     assert!(
-        first.starts_with("EWS OK - 8 of 8 demo scenarios"),
+        first.starts_with("EWS OK - 10 of 10 demo scenarios"),
         "{first}"
     );
 }

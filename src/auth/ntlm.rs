@@ -62,7 +62,7 @@ impl NtlmConfig {
 
     /// A replayed bundle: the messages are computed but never sent anywhere.
     pub fn replayed() -> Self {
-        NtlmConfig::new("REPLAYED\\replayed", SecretString::from("[redacted]"))
+        NtlmConfig::new("(the recorded user)", SecretString::from("[redacted]"))
     }
 
     pub fn display_user(&self) -> String {

@@ -470,8 +470,12 @@ pub fn token_error(body: &[u8]) -> Option<TokenError> {
     Some(TokenError {
         error,
         error_codes,
-        description: s("error_description")
-            .map(|d| d.lines().next().unwrap_or("").chars().take(400).collect()),
+        // For display only: the first line, without the ids (they are kept as fields).
+        description: s("error_description").map(|d| {
+            let first = d.lines().next().unwrap_or("");
+            let text = first.split(" Trace ID:").next().unwrap_or(first).trim();
+            text.chars().take(400).collect()
+        }),
         trace_id: s("trace_id"),
         correlation_id: s("correlation_id"),
         timestamp: s("timestamp"),
