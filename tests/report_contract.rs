@@ -33,7 +33,7 @@ fn every_scenario_report_matches_the_contract() {
         .iter()
         .map(|r| r["scenario"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(names.len(), 8);
+    assert_eq!(names.len(), 10);
     for name in names {
         let out = Command::new(bin())
             .args(["demo", &name, "--format", "json"])
@@ -97,6 +97,8 @@ fn every_scenario_report_matches_the_contract() {
         }
         let steps = r["steps"].as_array().unwrap();
         let step_ids: Vec<&str> = steps.iter().map(|s| s["id"].as_str().unwrap()).collect();
+        // The challenge step (issue 4) is in every report, first.
+        assert_eq!(step_ids.first(), Some(&"auth.challenge"), "{name}");
         for s in steps {
             for k in [
                 "id",
