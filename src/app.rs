@@ -162,13 +162,18 @@ fn credentials(a: &ProbeArgs, mailbox: &Mailbox) -> Result<Credentials, AppError
                     }
                 }
             };
-            Ok(Credentials::OAuth(Box::new(OAuthConfig::new(
+            let mut cfg = OAuthConfig::new(
                 a.auth,
                 oauth::authority(&a.login_authority)?,
                 oauth::tenant(a.tenant.as_deref())?,
                 client_id,
                 client,
-            ))))
+            );
+            // A recorded run fetches its token, so the bundle holds the sign-in.
+            if a.record.is_none() && !a.no_token_cache {
+                cfg.cache = crate::auth::cache::TokenCache::user();
+            }
+            Ok(Credentials::OAuth(Box::new(cfg)))
         }
         AuthMode::Ntlm => {
             let user = a
@@ -252,6 +257,19 @@ pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
             .map_err(|e| AppError::Write(path.display().to_string(), e))?;
     }
     Ok(report)
+}
+
+/// `ews-probe logout`: removes every cached OAuth token; the line to print.
+pub fn logout() -> Result<String, AppError> {
+    let Some(cache) = crate::auth::cache::TokenCache::user() else {
+        return Ok("no cache directory is known (HOME is not set): nothing to remove".into());
+    };
+    let n = cache.clear().map_err(AppError::Usage)?;
+    Ok(format!(
+        "removed {n} cached token{} ({})",
+        if n == 1 { "" } else { "s" },
+        cache.file().display()
+    ))
 }
 
 /// Runs the pipeline over a recorded bundle.

@@ -27,6 +27,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Built-in recorded scenarios; no mailbox, no network. Without SCENARIO: runs all as a self-check.
     Demo(DemoArgs),
+    /// Remove every cached OAuth token (OS keyring and the cache file).
+    Logout,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -86,6 +88,9 @@ pub struct ProbeArgs {
     /// /{tenant}/oauth2/v2.0/devicecode and /token.
     #[arg(long, value_name = "URL", env = "EWS_PROBE_LOGIN_AUTHORITY", default_value = crate::auth::oauth::DEFAULT_AUTHORITY)]
     pub login_authority: String,
+    /// Neither read nor write the OAuth token cache: fetch a fresh token.
+    #[arg(long)]
+    pub no_token_cache: bool,
     /// Act for the mailbox with ExchangeImpersonation and X-AnchorMailbox.
     #[arg(long)]
     pub impersonate: bool,

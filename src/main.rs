@@ -153,6 +153,10 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
             emit(&a.out, &text)?;
             Ok(if all_ok { 0 } else { UNKNOWN })
         }
+        Command::Logout => {
+            println!("{}", app::logout()?);
+            Ok(0)
+        }
     }
 }
 
@@ -173,6 +177,7 @@ fn main() -> ExitCode {
         Command::Probe(a) => a.out.verbose,
         Command::Replay(a) => a.out.verbose,
         Command::Demo(a) => a.out.verbose,
+        Command::Logout => 0,
     };
     init_tracing(verbose);
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -67,6 +67,15 @@ fn token_err(status: u16, error: &str, code: u32) -> ResponseTemplate {
     }))
 }
 
+/// Keeps the tests off the user's real token cache: a temporary cache directory for the
+/// whole test binary (EWS_PROBE_CACHE_DIR also turns the OS keyring off).
+fn isolate_cache() {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let d = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    // SAFETY: every caller sets the same value.
+    unsafe { std::env::set_var("EWS_PROBE_CACHE_DIR", d.path()) };
+}
+
 const TOKEN_PATH: &str = "/contoso.onmicrosoft.com/oauth2/v2.0/token";
 const DEVICE_PATH: &str = "/contoso.onmicrosoft.com/oauth2/v2.0/devicecode";
 
@@ -109,6 +118,7 @@ fn form(body: &str) -> std::collections::HashMap<String, String> {
 }
 
 async fn client_secret_run(s: &MockServer, mailbox: &str) -> ews_probe::report::Report {
+    isolate_cache();
     let url = ews_url(s);
     let authority = s.uri();
     // SAFETY: every test of this binary sets this variable to the same value, and nothing
@@ -128,6 +138,8 @@ async fn client_secret_run(s: &MockServer, mailbox: &str) -> ews_probe::report::
         "EWS_PROBE_OAUTH_TEST_SECRET",
         "--login-authority",
         &authority,
+        // wiremock reuses server ports, so a cached token of one test would serve another.
+        "--no-token-cache",
         "--timeout",
         "10",
     ])
@@ -270,6 +282,7 @@ async fn certificate_flow_sends_a_verifiable_assertion() {
     std::fs::write(pem.path(), format!("{}{}", cert.pem(), key.serialize_pem())).unwrap();
     let url = ews_url(&s);
     let authority = s.uri();
+    isolate_cache();
     let r = probe(&[
         "megan@contoso.com",
         "--ews-url",
@@ -284,6 +297,8 @@ async fn certificate_flow_sends_a_verifiable_assertion() {
         pem.path().to_str().unwrap(),
         "--login-authority",
         &authority,
+        // wiremock reuses server ports, so a cached token of one test would serve another.
+        "--no-token-cache",
     ])
     .await;
     assert_eq!(r.exit_code, 0, "{:#?}", r.diagnoses);
@@ -453,6 +468,7 @@ fn pending() -> ResponseTemplate {
 }
 
 async fn device_run(s: &MockServer, mailbox: &str) -> ews_probe::report::Report {
+    isolate_cache();
     let url = ews_url(s);
     let authority = s.uri();
     probe(&[
@@ -467,6 +483,8 @@ async fn device_run(s: &MockServer, mailbox: &str) -> ews_probe::report::Report 
         "public-app",
         "--login-authority",
         &authority,
+        // wiremock reuses server ports, so a cached token of one test would serve another.
+        "--no-token-cache",
         "--timeout",
         "10",
     ])
@@ -630,6 +648,7 @@ async fn slow_down_adds_five_seconds_to_the_interval() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn usage_errors_for_oauth_flags() {
+    isolate_cache();
     for (args, needle) in [
         (vec!["--auth", "client-credentials"], "--client-id"),
         (

@@ -259,6 +259,7 @@ async fn no_oauth_secret_in_any_output_and_the_bundle_replays() {
         .arg("--output")
         .arg(&report)
         .env("EWS_PROBE_TEST_CLIENT_SECRET", CLIENT_SECRET)
+        .env("EWS_PROBE_CACHE_DIR", dir.path().join("cache"))
         .stdin(Stdio::null());
         if mode == "client-credentials" {
             cmd.args(["--client-secret-env", "EWS_PROBE_TEST_CLIENT_SECRET"]);

@@ -4,6 +4,7 @@
 //! the wire only through a sensitive header value, and are registered with the redactor so
 //! no output path can show them.
 
+pub mod cache;
 pub mod challenge;
 pub mod facts;
 pub mod jwt;
