@@ -369,49 +369,73 @@ fn connectivity_allows_more(s: &Step) -> bool {
 pub async fn run(cfg: &ProbeConfig, t: &Transport) -> Evidence {
     let started = Instant::now();
     let mut steps = Vec::new();
+    let mut challenge_parallel = false;
     if let Some(endpoint) = &cfg.endpoint {
         let all = plan::checks(cfg.write);
         let (first, rest) = all
             .split_first()
             .expect("the plan starts with connectivity");
         // What the server offers before any credential is sent (issue 4).
-        steps.push(crate::auth::challenge::run(t, endpoint).await);
-        // OAuth: the token first; its errors and claims are judged before any EWS request.
-        let mut signed_in = true;
-        match &cfg.credentials {
-            crate::auth::Credentials::OAuth(o) => {
-                let got = o.acquire(t, cfg.now.unix_timestamp()).await;
-                signed_in = got.usable;
-                steps.extend(got.steps);
-            }
-            crate::auth::Credentials::Ntlm(n) => {
-                let offered = match steps.last().and_then(|s| s.auth.as_ref()) {
-                    Some(crate::auth::facts::AuthFacts::Challenge(c)) => c.schemes.clone(),
-                    _ => Vec::new(),
-                };
-                let hs = n.handshake(t, endpoint, &offered).await;
-                signed_in = hs.outcome == Outcome::Pass;
-                steps.push(hs);
-            }
-            _ => {}
+        // The challenge: what the server offers before any credential is sent (issue 4). NTLM
+        // needs its answer to choose the scheme, so it goes first there; otherwise it runs
+        // alongside the sign-in and the connectivity check and adds no round trip.
+        let ntlm = matches!(cfg.credentials, crate::auth::Credentials::Ntlm(_));
+        let mut challenge = None;
+        if ntlm {
+            challenge = Some(crate::auth::challenge::run(t, endpoint).await);
         }
-        let (conn, go_on, why) = if signed_in {
-            let conn = run_check(cfg, t, endpoint, *first).await;
-            let go_on = conn.first().is_some_and(connectivity_allows_more);
-            let why = conn
-                .first()
-                .map(|s| format!("connectivity check failed ({})", s.detail))
-                .unwrap_or_default();
-            (conn, go_on, why)
-        } else {
-            let why = "sign-in failed, no EWS request was sent".to_string();
-            let op = envelope_for(cfg, first.op).map(|e| e.operation);
-            (
-                vec![Step::skipped(first.id, StepKind::Ews, op, why.clone())],
-                false,
-                why,
-            )
+        let offered: Vec<String> = match challenge.as_ref().and_then(|s| s.auth.as_ref()) {
+            Some(crate::auth::facts::AuthFacts::Challenge(c)) => c.schemes.clone(),
+            _ => Vec::new(),
         };
+        let main_path = async {
+            let mut auth_steps = Vec::new();
+            // OAuth: the token first; its errors and claims are judged before any EWS request.
+            let mut signed_in = true;
+            match &cfg.credentials {
+                crate::auth::Credentials::OAuth(o) => {
+                    let got = o.acquire(t, cfg.now.unix_timestamp()).await;
+                    signed_in = got.usable;
+                    auth_steps.extend(got.steps);
+                }
+                crate::auth::Credentials::Ntlm(n) => {
+                    let hs = n.handshake(t, endpoint, &offered).await;
+                    signed_in = hs.outcome == Outcome::Pass;
+                    auth_steps.push(hs);
+                }
+                _ => {}
+            }
+            let (conn, go_on, why) = if signed_in {
+                let conn = run_check(cfg, t, endpoint, *first).await;
+                let go_on = conn.first().is_some_and(connectivity_allows_more);
+                let why = conn
+                    .first()
+                    .map(|s| format!("connectivity check failed ({})", s.detail))
+                    .unwrap_or_default();
+                (conn, go_on, why)
+            } else {
+                let why = "sign-in failed, no EWS request was sent".to_string();
+                let op = envelope_for(cfg, first.op).map(|e| e.operation);
+                (
+                    vec![Step::skipped(first.id, StepKind::Ews, op, why.clone())],
+                    false,
+                    why,
+                )
+            };
+            (auth_steps, conn, go_on, why)
+        };
+        let ((auth_steps, conn, go_on, why), challenge) = match challenge {
+            Some(c) => (main_path.await, c),
+            None => {
+                let (m, c) =
+                    futures_util::future::join(main_path, crate::auth::challenge::run(t, endpoint))
+                        .await;
+                challenge_parallel = true;
+                (m, c)
+            }
+        };
+        steps.push(challenge);
+        steps.extend(auth_steps);
         steps.extend(conn);
         if go_on {
             let futs = rest.iter().map(|c| run_check(cfg, t, endpoint, *c));
@@ -440,7 +464,15 @@ pub async fn run(cfg: &ProbeConfig, t: &Transport) -> Evidence {
             .position(|s| s.kind == StepKind::Ews)
             .map(|i| i + 1)
             .unwrap_or(steps.len());
-        steps.iter().take(seq).map(|s| s.duration_ms).sum::<f64>()
+        let sequential: f64 = if challenge_parallel {
+            // The challenge ran alongside the rest of the sequential part.
+            let first = steps.first().map(|s| s.duration_ms).unwrap_or(0.0);
+            let others: f64 = steps.iter().take(seq).skip(1).map(|s| s.duration_ms).sum();
+            first.max(others)
+        } else {
+            steps.iter().take(seq).map(|s| s.duration_ms).sum()
+        };
+        sequential
             + steps
                 .iter()
                 .skip(seq)
