@@ -688,3 +688,81 @@ async fn usage_errors_for_oauth_flags() {
         assert!(e.contains(needle), "{args:?}: {e}");
     }
 }
+
+/// The time a person takes to sign in is not the probe's: with --timeout 1 and two polls a
+/// second apart, the sign-in still completes and the EWS checks run.
+#[tokio::test(flavor = "multi_thread")]
+async fn device_code_wait_does_not_count_against_the_timeout() {
+    isolate_cache();
+    let s = MockServer::start().await;
+    exo_challenge(&s).await;
+    healthy(&s).await;
+    device_endpoint(&s, 1).await;
+    device_token(&s, vec![pending(), pending()], token_ok(&user_token())).await;
+    let url = ews_url(&s);
+    let authority = s.uri();
+    let started = std::time::Instant::now();
+    let r = probe(&[
+        "megan@contoso.com",
+        "--ews-url",
+        &url,
+        "--auth",
+        "device-code",
+        "--tenant",
+        TENANT,
+        "--client-id",
+        "public-app",
+        "--login-authority",
+        &authority,
+        "--no-token-cache",
+        "--timeout",
+        "1",
+    ])
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "two 1 s poll intervals were waited"
+    );
+    assert_eq!(r.exit_code, 0, "{:#?}", r.diagnoses);
+    assert_eq!(token_requests(&s).await.len(), 3);
+}
+
+/// A token endpoint that stops answering during polling ends the wait after three failed polls
+/// in a row (oauth2 alone would keep backing off until the code expires, 15 minutes).
+#[tokio::test(flavor = "multi_thread")]
+async fn device_code_polling_gives_up_on_a_dead_token_endpoint() {
+    let s = MockServer::start().await;
+    device_endpoint(&s, 0).await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(pending().set_delay(Duration::from_secs(2)))
+        .mount(&s)
+        .await;
+    let opts = ews_probe::transport::http::HttpOptions {
+        read_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let client = ews_probe::transport::http::HttpClient::new(&opts).unwrap();
+    let t = ews_probe::transport::Transport::http(
+        Arc::new(client),
+        Arc::new(Default::default()),
+        Duration::from_secs(30),
+    );
+    let cfg = OAuthConfig::new(
+        AuthMode::DeviceCode,
+        url::Url::parse(&s.uri()).unwrap(),
+        TENANT.into(),
+        "public-app".into(),
+        ClientAuth::None,
+    );
+    let started = std::time::Instant::now();
+    let got = cfg.acquire_with(&t, 0, |_| Box::pin(async {})).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!got.usable);
+    let last = got.steps.last().unwrap();
+    assert_eq!(last.id, "auth.token");
+    assert_eq!(last.outcome, Outcome::Fail);
+    assert_eq!(last.attempts.count, 3, "{}", last.detail);
+    // The deadline is back where it was (not extended by the code's 15 minutes).
+    assert!(t.remaining() <= Duration::from_secs(30));
+}

@@ -279,9 +279,23 @@ impl OAuthConfig {
             return cached;
         }
         let seen: Mutex<Vec<Seen>> = Mutex::new(Vec::new());
+        // oauth2 keeps polling through transport errors (RFC 8628 back-off) until the code
+        // expires; after a few in a row the probe stops instead of waiting up to 15 minutes.
+        let give_up = tokio::sync::Notify::new();
+        let failures = std::sync::atomic::AtomicU32::new(0);
         let http = |req: oauth2::HttpRequest| {
-            let seen = &seen;
-            async move { send(t, req, seen).await }
+            let (seen, give_up, failures) = (&seen, &give_up, &failures);
+            async move {
+                let r = send(t, req, seen).await;
+                if r.is_err() {
+                    if failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= 3 {
+                        give_up.notify_one();
+                    }
+                } else {
+                    failures.store(0, std::sync::atomic::Ordering::SeqCst);
+                }
+                r
+            }
         };
         let token_url = match TokenUrl::new(self.token_url()) {
             Ok(u) => u,
@@ -317,16 +331,25 @@ impl OAuthConfig {
                                 details.expires_in().as_secs() / 60
                             );
                         }
-                        let timeout = details.expires_in().min(t.remaining());
-                        let r = client
-                            .exchange_device_access_token(&details)
-                            .request_async(&http, &sleep, Some(timeout))
-                            .await;
-                        r.map(|tok| {
-                            expires_in = tok.expires_in();
-                            SecretString::from(tok.access_token().secret().clone())
-                        })
-                        .map_err(|e| format!("{e}"))
+                        // The time a person takes to sign in does not count against
+                        // --timeout: the deadline moves for the polling, then back.
+                        let left = t.remaining();
+                        t.set_remaining(details.expires_in() + left);
+                        let polling = client.exchange_device_access_token(&details).request_async(
+                            &http,
+                            &sleep,
+                            Some(details.expires_in()),
+                        );
+                        let r = tokio::select! {
+                            r = polling => r.map(|tok| {
+                                expires_in = tok.expires_in();
+                                SecretString::from(tok.access_token().secret().clone())
+                            })
+                            .map_err(|e| format!("{e}")),
+                            _ = give_up.notified() => Err("the token endpoint failed 3 polls in a row; stopped waiting".to_string()),
+                        };
+                        t.set_remaining(left);
+                        r
                     }
                 }
             }

@@ -177,7 +177,8 @@ pub struct Transport {
     backend: Backend,
     redactor: Arc<Redactor>,
     recorder: Option<Recorder>,
-    deadline: Instant,
+    /// Moved only while a person signs in (device code), which `--timeout` does not count.
+    deadline: std::sync::Mutex<Instant>,
 }
 
 impl Transport {
@@ -187,7 +188,7 @@ impl Transport {
             backend: Backend::Http(client),
             redactor,
             recorder: None,
-            deadline: Instant::now() + timeout,
+            deadline: std::sync::Mutex::new(Instant::now() + timeout),
         }
     }
 
@@ -197,7 +198,7 @@ impl Transport {
             redactor,
             recorder: None,
             // Replayed time is virtual: no deadline can pass.
-            deadline: Instant::now() + Duration::from_secs(86_400),
+            deadline: std::sync::Mutex::new(Instant::now() + Duration::from_secs(86_400)),
         }
     }
 
@@ -221,7 +222,16 @@ impl Transport {
 
     /// Time left before the run's deadline.
     pub fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
+        self.deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .saturating_duration_since(Instant::now())
+    }
+
+    /// Moves the deadline to `left` from now (the device code flow: the wait for a person
+    /// is not the probe's time).
+    pub fn set_remaining(&self, left: Duration) {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now() + left;
     }
 
     /// Waits for a back-off; a replay only pretends (the wait is still reported).
