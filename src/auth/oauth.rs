@@ -395,7 +395,11 @@ impl OAuthConfig {
         if let Some(d) = seen.iter().find(|s| s.key == DEVICECODE_ID) {
             let mut st = exchange_step(t, DEVICECODE_ID, d);
             if st.outcome == Outcome::Pass && seen.iter().all(|s| s.key != TOKEN_ID) {
+                // Answered, but unusable (the flow stopped before any poll).
                 st.outcome = Outcome::Fail;
+                if let Err(msg) = &result {
+                    st.detail = t.redactor().text(&format!("{}: {msg}", st.detail));
+                }
             }
             if let Some(resp) = d.outcome.as_ref().ok().filter(|r| r.status != 200) {
                 st.auth = Some(AuthFacts::Token {
