@@ -232,7 +232,18 @@ async fn no_oauth_secret_in_any_output_and_the_bundle_replays() {
         token.as_str(),
         "0.AR-refresh-token-leak-value",
     ];
-    for mode in ["client-credentials", "device-code"] {
+    // The certificate credential: a key made here; its PEM body must never show.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["leak-test".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let pem_dir = tempfile::tempdir().unwrap();
+    let pem_path = pem_dir.path().join("app.pem");
+    std::fs::write(&pem_path, format!("{}{}", cert.pem(), key.serialize_pem())).unwrap();
+    let key_pem = key.serialize_pem();
+    let key_line = key_pem.lines().nth(2).unwrap().to_string();
+    for mode in ["client-credentials", "device-code", "client-cert"] {
         let dir = tempfile::tempdir().unwrap();
         let bundle = dir.path().join("bundle");
         let report = dir.path().join("report.json");
@@ -243,7 +254,11 @@ async fn no_oauth_secret_in_any_output_and_the_bundle_replays() {
             "--ews-url",
             &url,
             "--auth",
-            mode,
+            if mode == "client-cert" {
+                "client-credentials"
+            } else {
+                mode
+            },
             "--client-id",
             "app-1",
             "--tenant",
@@ -263,6 +278,9 @@ async fn no_oauth_secret_in_any_output_and_the_bundle_replays() {
         .stdin(Stdio::null());
         if mode == "client-credentials" {
             cmd.args(["--client-secret-env", "EWS_PROBE_TEST_CLIENT_SECRET"]);
+        }
+        if mode == "client-cert" {
+            cmd.arg("--client-cert").arg(&pem_path);
         }
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
             .await
@@ -291,6 +309,21 @@ async fn no_oauth_secret_in_any_output_and_the_bundle_replays() {
             bundle_text.contains("access_token"),
             "{mode}: token answer recorded"
         );
+        // The client assertion's signature, as the token endpoint received it.
+        let mut secrets: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
+        secrets.push(key_line.clone());
+        for r in &received {
+            let body = String::from_utf8_lossy(&r.body).into_owned();
+            for (k, v) in url::form_urlencoded::parse(body.as_bytes()) {
+                if k == "client_assertion" {
+                    secrets.push(v.rsplit('.').next().unwrap().to_string());
+                }
+            }
+        }
+        if mode == "client-cert" {
+            assert!(secrets.len() > 6, "the assertion was sent");
+        }
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
         for (what, text) in [
             ("stdout", &*stdout),
             ("stderr", &*stderr),
