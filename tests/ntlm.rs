@@ -55,6 +55,10 @@ fn python() -> Option<String> {
 }
 
 fn start(py: &str, mode: &str) -> Acceptor {
+    start_with(py, mode, &[])
+}
+
+fn start_with(py: &str, mode: &str, tls: &[&std::path::Path]) -> Acceptor {
     let users = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         users.path(),
@@ -69,6 +73,7 @@ fn start(py: &str, mode: &str) -> Acceptor {
         .arg(fixtures)
         .arg(log.path())
         .arg(mode)
+        .args(tls)
         .env("NTLM_USER_FILE", users.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -263,4 +268,84 @@ async fn ntlm_run_leaks_nothing_and_replays() {
     assert_eq!(live["features"], again["features"]);
     assert_eq!(again["steps"][1]["id"], "auth.ntlm");
     assert_eq!(again["steps"][1]["outcome"], "pass");
+}
+
+/// The pinned connection over TLS: a CA and a server certificate for `ntlm.test` made here,
+/// the acceptor serving https, the probe trusting the CA with --ca-file and pinning the name
+/// to 127.0.0.1 with --resolve.
+#[tokio::test(flavor = "multi_thread")]
+async fn ntlm_over_tls_with_a_custom_ca() {
+    let Some(py) = python() else { return };
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ews-probe test CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["ntlm.test".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_pem, cert_pem, key_pem) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+    );
+    std::fs::write(&ca_pem, ca_cert.pem()).unwrap();
+    std::fs::write(&cert_pem, leaf.pem()).unwrap();
+    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
+    let a = start_with(&py, "both", &[&cert_pem, &key_pem]);
+    let pw = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(pw.path(), format!("{PASSWORD}\n")).unwrap();
+    let url = format!("https://ntlm.test:{}/EWS/Exchange.asmx", a.port);
+    let pin = format!("ntlm.test:{}:127.0.0.1", a.port);
+    let r = probe(&[
+        "j.smith@contoso.com",
+        "--ews-url",
+        &url,
+        "--resolve",
+        &pin,
+        "--ca-file",
+        ca_pem.to_str().unwrap(),
+        "--auth",
+        "ntlm",
+        "--user",
+        "CONTOSO\\j.smith",
+        "--password-file",
+        pw.path().to_str().unwrap(),
+    ])
+    .await;
+    let log = a.log();
+    assert_eq!(
+        r.exit_code, 0,
+        "{:#?}\n{:#?}\n{log}",
+        r.diagnoses, r.steps[1]
+    );
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.starts_with("authenticated "))
+            .count(),
+        1,
+        "{log}"
+    );
+    // Without the CA the same server is a TLS failure.
+    let r = probe(&[
+        "j.smith@contoso.com",
+        "--ews-url",
+        &url,
+        "--resolve",
+        &pin,
+        "--auth",
+        "ntlm",
+        "--user",
+        "CONTOSO\\j.smith",
+        "--password-file",
+        pw.path().to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(codes(&r), ["tls_failure"], "{:#?}", r.steps);
 }

@@ -7,9 +7,10 @@ connection: a request without Authorization on an authenticated connection is se
 other connection it gets 401 with the offered schemes. Authenticated POSTs are answered with the
 project's recorded EWS fixtures, chosen by operation.
 
-Usage: ntlm_server.py FIXTURES_DIR LOG_FILE [negotiate-only]
+Usage: ntlm_server.py FIXTURES_DIR LOG_FILE [both|negotiate-only] [CERT_PEM KEY_PEM]
+With CERT_PEM and KEY_PEM it serves https (TLS) instead of http.
 Prints the port on the first line of stdout, then serves until killed."""
-import base64, os, sys, threading
+import base64, os, ssl, sys, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import spnego
@@ -120,5 +121,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if len(sys.argv) > 5:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[4], sys.argv[5])
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
