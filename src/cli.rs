@@ -23,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Probe one mailbox: connectivity, each feature's EWS operations, diagnosis.
     Probe(Box<ProbeArgs>),
+    /// Find the mailbox's EWS endpoint and account kind (realm discovery, Autodiscover); no credentials are ever sent.
+    Discover(Box<DiscoverArgs>),
     /// Re-run the diagnosis on a bundle recorded with --record (offline).
     Replay(ReplayArgs),
     /// Built-in recorded scenarios; no mailbox, no network. Without SCENARIO: runs all as a self-check.
@@ -109,6 +111,47 @@ pub struct ProbeArgs {
     /// Pin HOST:PORT to ADDR without DNS, like curl's --resolve.
     #[arg(long, value_name = "HOST:PORT:ADDR")]
     pub resolve: Vec<crate::transport::resolve::Pin>,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+/// Where discovery asks, and network routing that only discovery needs.
+#[derive(Debug, Args, Clone)]
+pub struct DiscoveryArgs {
+    /// Send requests for HOST:PORT to ADDR:PORT2 (URL, Host and TLS name unchanged), like curl's --connect-to.
+    #[arg(long, value_name = "HOST:PORT:ADDR:PORT2")]
+    pub connect_to: Vec<crate::transport::resolve::ConnectTo>,
+    /// Base URL of the unauthenticated Autodiscover v2 (JSON) service [default: https://outlook.office365.com].
+    #[arg(long, value_name = "URL", env = "EWS_PROBE_AUTODISCOVER_V2_URL")]
+    pub autodiscover_v2_url: Option<String>,
+    /// Base URL of Microsoft's realm discovery (getuserrealm.srf) [default: https://login.microsoftonline.com].
+    #[arg(long, value_name = "URL", env = "EWS_PROBE_REALM_URL")]
+    pub realm_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// The mailbox's SMTP address.
+    pub mailbox: String,
+    /// Also trust this host (redirect policy).
+    #[arg(long, value_name = "HOST")]
+    pub trust_host: Vec<String>,
+    /// Deadline for the whole run, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_timeout)]
+    pub timeout: f64,
+    /// Trust the CA certificates in this PEM file too (corporate TLS inspection).
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+    /// Send requests through this proxy.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Pin HOST:PORT to ADDR without DNS, like curl's --resolve.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<crate::transport::resolve::Pin>,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
     #[command(flatten)]
     pub out: OutputArgs,
 }

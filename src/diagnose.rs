@@ -8,7 +8,7 @@
 //! transport and server causes. Codes are a contract (DESIGN §6): add, never rename.
 
 use crate::auth::AuthMode;
-use crate::evidence::{Evidence, Outcome, Step};
+use crate::evidence::{Evidence, Outcome, Step, StepKind};
 use crate::ews::response::BodyError;
 use crate::probe::plan::{self, Feature};
 use crate::target::{AccountKind, Mailbox};
@@ -622,6 +622,9 @@ fn evidence_line(s: &Step) -> String {
 
 fn account(target: &Mailbox, ev: &Evidence) -> Account {
     let (mut kind, mut basis) = target.initial_kind();
+    if let Some(d) = &ev.discovery {
+        discovery_rules::account_basis(d, &mut kind, &mut basis);
+    }
     let host = ev
         .endpoint
         .as_deref()
@@ -702,7 +705,12 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
     let conn_cause = conn.and_then(|s| step_cause(s, &ctx));
     // Whole-mailbox causes: the connectivity check failed, so nothing else could run.
     let conn_blocks = conn.is_some_and(|s| s.outcome == Outcome::Fail)
-        && ev.steps.iter().skip(1).all(|s| s.outcome == Outcome::Skip);
+        && ev
+            .steps
+            .iter()
+            .filter(|s| s.kind == StepKind::Ews)
+            .skip(1)
+            .all(|s| s.outcome == Outcome::Skip);
 
     // No EWS endpoint at all (no URL and nothing found).
     if ev.endpoint.is_none() {
@@ -715,6 +723,19 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
                 c.remedy,
                 Some(format!("account: consumer domain {}", ctx.domain)),
             );
+        } else if let Some(d) = ev.discovery.as_ref().filter(|d| d.autodiscover) {
+            let (sev, summary, remedy, lines) = discovery_rules::autodiscover_failed(d);
+            let mut lines = lines.into_iter();
+            add(Code::AutodiscoverFailed, sev, summary, remedy, lines.next());
+            for l in lines {
+                add(
+                    Code::AutodiscoverFailed,
+                    sev,
+                    String::new(),
+                    String::new(),
+                    Some(l),
+                );
+            }
         } else {
             add(
                 Code::AutodiscoverFailed,
@@ -793,8 +814,8 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
         }
     }
 
-    // Diagnoses from every failed step.
-    for s in &ev.steps {
+    // Diagnoses from every failed EWS step (discovery steps are judged above, as a whole).
+    for s in ev.steps.iter().filter(|s| s.kind == StepKind::Ews) {
         if let Some(c) = step_cause(s, &ctx) {
             let is_conn = s.id == plan::CONNECTIVITY.id;
             let is_cleanup = s.id.starts_with("ews.delete_item.");
@@ -946,3 +967,6 @@ mod tests {
 #[cfg(test)]
 #[path = "diagnose_tests.rs"]
 mod rule_tests;
+
+#[path = "diagnose_discovery.rs"]
+mod discovery_rules;

@@ -5,6 +5,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod diagnose;
+pub mod discover;
 pub mod evidence;
 pub mod ews;
 pub mod probe;

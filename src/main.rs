@@ -70,6 +70,11 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
             emit(&a.out, &report::render(&r, a.out.format, color(&a.out)))?;
             Ok(r.exit_code as u8)
         }
+        Command::Discover(a) => {
+            let r = app::discover(&a).await?;
+            emit(&a.out, &report::render(&r, a.out.format, color(&a.out)))?;
+            Ok(r.exit_code as u8)
+        }
         Command::Replay(a) => {
             let r = app::replay(&a).await?;
             emit(&a.out, &report::render(&r, a.out.format, color(&a.out)))?;
@@ -171,6 +176,7 @@ fn main() -> ExitCode {
     };
     let verbose = match &cli.command {
         Command::Probe(a) => a.out.verbose,
+        Command::Discover(a) => a.out.verbose,
         Command::Replay(a) => a.out.verbose,
         Command::Demo(a) => a.out.verbose,
     };

@@ -20,10 +20,24 @@ pub struct SessionMeta {
     pub server_version: String,
     /// The probe's clock at the start (RFC 3339); replay uses it for the same requests.
     pub started_at: String,
+    /// Set when the run discovered its endpoint: replay runs the same discovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<DiscoveryMeta>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Expectation>,
+}
+
+/// How a recorded run discovered (so replay asks the same questions in the same order).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiscoveryMeta {
+    /// Realm discovery ran.
+    pub realm: bool,
+    /// Autodiscover ran (the endpoint was not given).
+    pub autodiscover: bool,
+    #[serde(default)]
+    pub trust_hosts: Vec<String>,
 }
 
 /// What a demo scenario must reach.

@@ -1,0 +1,86 @@
+//! Rules on the discovery facts (realm discovery and Autodiscover): the account basis lines
+//! and `autodiscover_failed`, naming every method tried and why each failed. Pure, like the
+//! rest of [`super`].
+
+use super::Severity;
+use crate::discover::Discovery;
+use crate::discover::answer::Namespace;
+use crate::target::AccountKind;
+
+/// Adds what realm discovery and Autodiscover say about the account.
+pub(super) fn account_basis(d: &Discovery, kind: &mut AccountKind, basis: &mut Vec<String>) {
+    if let Some(r) = &d.realm {
+        let dn = r.domain_name.as_deref().unwrap_or("the domain");
+        match r.namespace {
+            Namespace::Managed => {
+                if *kind == AccountKind::Unknown {
+                    *kind = AccountKind::WorkOrSchool;
+                }
+                basis.push(format!(
+                    "realm discovery: {dn} is a managed Microsoft Entra ID domain (work or school account)"
+                ));
+            }
+            Namespace::Federated => {
+                if *kind == AccountKind::Unknown {
+                    *kind = AccountKind::WorkOrSchool;
+                }
+                basis.push(format!(
+                    "realm discovery: {dn} is a federated Microsoft Entra ID domain (work or school account, sign-in at {})",
+                    r.auth_host.as_deref().unwrap_or("its identity provider")
+                ));
+            }
+            Namespace::Unknown => basis.push(
+                "realm discovery: no Microsoft Entra ID tenant holds this domain (not a Microsoft 365 work account: Exchange Server or another provider)"
+                    .into(),
+            ),
+        }
+    } else if let Some(e) = &d.realm_error {
+        basis.push(format!("realm discovery gave no answer ({e})"));
+    }
+    if let (Some(e), Some(m)) = (&d.endpoint, &d.found_by) {
+        basis.push(format!("{m} named the EWS endpoint {e}"));
+    }
+}
+
+/// `autodiscover_failed`: severity, summary, remedy and one evidence line per method.
+pub(super) fn autodiscover_failed(d: &Discovery) -> (Severity, String, String, Vec<String>) {
+    let tried: Vec<String> = d
+        .methods
+        .iter()
+        .map(|m| format!("{} ({})", m.method, m.why))
+        .collect();
+    let summary = if tried.is_empty() {
+        "Autodiscover found no EWS URL: no method could be tried".to_string()
+    } else {
+        format!(
+            "Autodiscover found no EWS URL; {} method(s) tried: {}",
+            tried.len(),
+            tried.join("; ")
+        )
+    };
+    let mut remedy = Vec::new();
+    if !d.refused.is_empty() {
+        remedy.push(
+            "A redirect went to a host outside the mailbox's domain and was refused, so no credential could leak there; if that host really serves this mailbox, run again with --trust-host HOST (never for autodiscover.<public suffix>).",
+        );
+    }
+    if d.wanted_credentials {
+        remedy.push(
+            "Some Autodiscover URLs answer only with credentials: run `ews-probe probe` with credentials (they are sent only after a challenge, to trusted hosts).",
+        );
+    }
+    remedy.push(
+        "Check the Autodiscover DNS records (autodiscover.<domain> CNAME or A, or _autodiscover._tcp SRV), or pass the EWS URL with --ews-url.",
+    );
+    let sev = if d.wanted_credentials && d.refused.is_empty() {
+        Severity::Unknown
+    } else {
+        Severity::Critical
+    };
+    let lines = d
+        .methods
+        .iter()
+        .map(|m| format!("{} at {}: {}", m.method, m.url, m.why))
+        .collect();
+    (sev, summary, remedy.join(" "), lines)
+}

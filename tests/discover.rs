@@ -1,0 +1,755 @@
+//! Autodiscover and realm discovery over real HTTPS on 127.0.0.1: each test host
+//! (contoso.example, autodiscover.contoso.example, evil.example, autodiscover.com, …) is a
+//! wiremock server behind its own small TLS front (tokio-rustls) whose certificate a test CA,
+//! generated here with rcgen, signed for that name. The probe reaches them with
+//! `--connect-to HOST:443:127.0.0.1:PORT` and trusts the CA with `--ca-file`. Every hostile
+//! case asserts on what the servers actually received: no credential ever reaches an
+//! untrusted host, and untrusted hosts receive nothing at all.
+
+mod common;
+use common::*;
+use ews_probe::evidence::{Outcome, StepKind};
+use ews_probe::report::Report;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use tokio_rustls::rustls;
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const PASSWORD: &str = "Disc0very-Secret!";
+
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn new_ca() -> Ca {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(DnType::CommonName, "ews-probe test CA");
+    p.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate().unwrap();
+    let cert = p.self_signed(&key).unwrap();
+    Ca {
+        pem: cert.pem(),
+        issuer: Issuer::new(p, key),
+    }
+}
+
+/// A TLS front for `host` on 127.0.0.1 forwarding every connection to a fresh wiremock.
+async fn tls_host(ca: &Ca, host: &str) -> (u16, MockServer) {
+    let mock = MockServer::start().await;
+    let mut p = CertificateParams::new(vec![host.to_string()]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, host);
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca.issuer).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backend = *mock.address();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Ok(mut up) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                }
+            });
+        }
+    });
+    (port, mock)
+}
+
+/// The test world: one TLS host per name, a plain-HTTP server for `http://autodiscover.…`
+/// and realm discovery, and the flags that route the probe to them.
+struct World {
+    hosts: HashMap<String, MockServer>,
+    plain: MockServer,
+    realm: MockServer,
+    args: Vec<String>,
+    _ca_file: tempfile::NamedTempFile,
+}
+
+const NAMES: &[&str] = &[
+    "outlook.office365.com",
+    "contoso.example",
+    "autodiscover.contoso.example",
+    "mail.contoso.example",
+    "evil.example",
+    "autodiscover.com",
+    "fabrikam.example",
+    "autodiscover.fabrikam.example",
+];
+
+impl World {
+    async fn new() -> World {
+        let ca = new_ca();
+        let mut ca_file = tempfile::NamedTempFile::new().unwrap();
+        ca_file.write_all(ca.pem.as_bytes()).unwrap();
+        let mut args = vec![
+            "--ca-file".to_string(),
+            ca_file.path().display().to_string(),
+            "--timeout".into(),
+            "10".into(),
+        ];
+        let mut hosts = HashMap::new();
+        for n in NAMES {
+            let (port, mock) = tls_host(&ca, n).await;
+            args.push("--connect-to".into());
+            args.push(format!("{n}:443:127.0.0.1:{port}"));
+            hosts.insert(n.to_string(), mock);
+        }
+        let plain = MockServer::start().await;
+        for n in NAMES {
+            args.push("--connect-to".into());
+            args.push(format!("{n}:80:127.0.0.1:{}", plain.address().port()));
+        }
+        let realm = MockServer::start().await;
+        args.push("--realm-url".into());
+        args.push(realm.uri());
+        World {
+            hosts,
+            plain,
+            realm,
+            args,
+            _ca_file: ca_file,
+        }
+    }
+
+    fn host(&self, n: &str) -> &MockServer {
+        &self.hosts[n]
+    }
+
+    /// Answers POST `…/autodiscover/autodiscover.xml` on `host`.
+    async fn pox(&self, host: &str, resp: ResponseTemplate) {
+        Mock::given(method("POST"))
+            .and(path_regex("(?i)/autodiscover/autodiscover.xml$"))
+            .respond_with(resp)
+            .mount(self.host(host))
+            .await;
+    }
+
+    async fn realm(&self, fixture: &str) {
+        Mock::given(method("GET"))
+            .and(path("/getuserrealm.srf"))
+            .respond_with(json(fixture))
+            .mount(&self.realm)
+            .await;
+    }
+
+    /// Every request any server received: (server name, method, path, Authorization).
+    async fn received(&self) -> Vec<(String, String, String, Option<String>)> {
+        let mut out = Vec::new();
+        let mut all: Vec<(&str, &MockServer)> =
+            self.hosts.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        all.push(("plain-http", &self.plain));
+        all.push(("realm", &self.realm));
+        for (name, m) in all {
+            for r in m.received_requests().await.unwrap_or_default() {
+                out.push((
+                    name.to_string(),
+                    r.method.to_string(),
+                    r.url.path().to_string(),
+                    r.headers
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap_or("?").to_string()),
+                ));
+            }
+        }
+        out
+    }
+
+    async fn count(&self, host: &str) -> usize {
+        self.host(host)
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .len()
+    }
+
+    async fn discover(&self, mailbox: &str, extra: &[&str]) -> Report {
+        let mut argv = vec!["ews-probe", "discover", mailbox];
+        argv.extend(self.args.iter().map(String::as_str));
+        argv.extend_from_slice(extra);
+        let cli = <ews_probe::cli::Cli as clap::Parser>::try_parse_from(argv).expect("flags");
+        match cli.command {
+            ews_probe::cli::Command::Discover(a) => ews_probe::app::discover(&a).await.unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    /// `probe MAILBOX --auth basic` with a password file, no --ews-url.
+    async fn probe_basic(&self, mailbox: &str, extra: &[&str]) -> Report {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "{PASSWORD}").unwrap();
+        let pw = f.path().display().to_string();
+        let mut args: Vec<&str> = vec![mailbox, "--auth", "basic", "--password-file", &pw];
+        args.extend(self.args.iter().map(String::as_str));
+        args.extend_from_slice(extra);
+        probe(&args).await
+    }
+
+    /// No request to a host outside `trusted` carried an Authorization header, and no
+    /// request at all reached a host in `untouched`.
+    async fn assert_no_leak(&self, trusted: &[&str], untouched: &[&str]) {
+        for (host, m, p, auth) in self.received().await {
+            if auth.is_some() {
+                assert!(
+                    trusted.contains(&host.as_str()),
+                    "credentials reached {host}: {m} {p}"
+                );
+            }
+            assert!(
+                !untouched.contains(&host.as_str()),
+                "{host} received {m} {p}"
+            );
+        }
+    }
+}
+
+/// A JSON fixture (leading `//` comment lines dropped) as an HTTP 200 answer.
+fn json(rel: &str) -> ResponseTemplate {
+    let text = fixture(&format!("autodiscover/{rel}"));
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    ResponseTemplate::new(200).set_body_raw(body, "application/json; charset=utf-8")
+}
+
+/// An Autodiscover XML fixture as an HTTP 200 answer.
+fn adxml(rel: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_raw(
+        fixture(&format!("autodiscover/{rel}")),
+        "text/xml; charset=utf-8",
+    )
+}
+
+fn redirect(to: &str) -> ResponseTemplate {
+    ResponseTemplate::new(302).insert_header("location", to)
+}
+
+fn ids(r: &Report) -> Vec<String> {
+    r.steps
+        .iter()
+        .map(|s| format!("{} {:?}", s.id, s.outcome))
+        .collect()
+}
+
+fn autodiscover_failed(r: &Report) -> &ews_probe::diagnose::Diagnosis {
+    r.diagnoses
+        .iter()
+        .find(|d| d.code.as_str() == "autodiscover_failed")
+        .unwrap_or_else(|| panic!("no autodiscover_failed: {:#?}", r.diagnoses))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discover_finds_the_endpoint_by_pox_and_sends_no_credentials() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    w.pox("contoso.example", adxml("pox_settings.xml")).await;
+    let r = w.discover("j.smith@contoso.example", &[]).await;
+    assert_eq!(
+        r.endpoint.as_deref(),
+        Some("https://mail.contoso.example/EWS/Exchange.asmx"),
+        "{:#?}",
+        r.steps
+    );
+    // realm, v2 (404 from the Exchange Online stand-in), POX at the domain: in that order.
+    let steps = ids(&r);
+    assert!(steps[0].starts_with("discover.realm Pass"), "{steps:?}");
+    assert!(steps[1].starts_with("autodiscover.01.v2 Fail"), "{steps:?}");
+    assert!(
+        steps[2].starts_with("autodiscover.02.pox Pass"),
+        "{steps:?}"
+    );
+    assert_eq!(steps.len(), 3);
+    assert!(r.steps.iter().all(|s| s.kind != StepKind::Ews));
+    assert!(
+        r.steps[2]
+            .detail
+            .contains("https://contoso.example/autodiscover/autodiscover.xml")
+    );
+    assert!(r.diagnoses.is_empty(), "{:#?}", r.diagnoses);
+    assert_eq!(r.exit_code, 0);
+    assert!(
+        r.account
+            .basis
+            .iter()
+            .any(|b| b.contains("no Microsoft Entra ID tenant")),
+        "{:?}",
+        r.account.basis
+    );
+    assert!(
+        r.account
+            .basis
+            .iter()
+            .any(|b| b.contains("POX") && b.contains("mail.contoso.example")),
+        "{:?}",
+        r.account.basis
+    );
+    // The POX body asked for the mailbox; nothing carried credentials.
+    let body = String::from_utf8_lossy(
+        &w.host("contoso.example").received_requests().await.unwrap()[0].body,
+    )
+    .into_owned();
+    assert!(
+        body.contains("<EMailAddress>j.smith@contoso.example</EMailAddress>"),
+        "{body}"
+    );
+    w.assert_no_leak(&[], &["evil.example", "autodiscover.com"])
+        .await;
+    assert!(w.received().await.iter().all(|(_, _, _, a)| a.is_none()));
+    let text = ews_probe::report::render(&r, ews_probe::report::Format::Text, false);
+    assert!(
+        text.contains("Discovery\n")
+            && text.contains("endpoint  https://mail.contoso.example/EWS/Exchange.asmx"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probe_without_ews_url_answers_a_challenge_on_a_trusted_host_then_runs_the_checks() {
+    let w = World::new().await;
+    w.realm("realm_managed.json").await;
+    // The first (unauthenticated) POST is challenged; the retry with Basic gets the settings.
+    Mock::given(method("POST"))
+        .and(path("/autodiscover/autodiscover.xml"))
+        .and(wiremock::matchers::header_exists("authorization"))
+        .respond_with(adxml("pox_settings.xml"))
+        .with_priority(1)
+        .mount(w.host("contoso.example"))
+        .await;
+    w.pox(
+        "contoso.example",
+        ResponseTemplate::new(401)
+            .insert_header("www-authenticate", "Basic realm=\"contoso.example\""),
+    )
+    .await;
+    healthy(w.host("mail.contoso.example")).await;
+    let r = w.probe_basic("j.smith@contoso.example", &[]).await;
+    assert_eq!(
+        r.endpoint.as_deref(),
+        Some("https://mail.contoso.example/EWS/Exchange.asmx"),
+        "{:#?}",
+        r.steps
+    );
+    assert_eq!(r.exit_code, 0, "{:#?}", r.diagnoses);
+    assert_eq!(feature_statuses(&r), ["available"; 4]);
+    let pox: Vec<_> = w.host("contoso.example").received_requests().await.unwrap();
+    assert_eq!(pox.len(), 2);
+    assert!(
+        pox[0].headers.get("authorization").is_none(),
+        "first request must be unauthenticated"
+    );
+    assert!(
+        pox[1]
+            .headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("Basic ")
+    );
+    // Discovery steps come before the EWS checks.
+    let first_ews = r
+        .steps
+        .iter()
+        .position(|s| s.kind == StepKind::Ews)
+        .unwrap();
+    assert!(
+        r.steps[..first_ews]
+            .iter()
+            .all(|s| s.kind == StepKind::Autodiscover)
+    );
+    assert_eq!(r.account.kind, ews_probe::target::AccountKind::WorkOrSchool);
+    w.assert_no_leak(
+        &["contoso.example", "mail.contoso.example"],
+        &["evil.example"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_to_a_foreign_host_is_refused_and_nothing_reaches_it() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    w.pox(
+        "contoso.example",
+        redirect("https://evil.example/autodiscover/autodiscover.xml"),
+    )
+    .await;
+    w.pox("evil.example", adxml("pox_settings.xml")).await;
+    let r = w.probe_basic("j.smith@contoso.example", &[]).await;
+    assert_eq!(r.endpoint, None);
+    let d = autodiscover_failed(&r);
+    assert!(
+        d.evidence
+            .iter()
+            .any(|e| e.contains("evil.example") && e.contains("--trust-host")),
+        "{d:#?}"
+    );
+    assert!(d.remedy.contains("--trust-host"));
+    assert_eq!(w.count("evil.example").await, 0);
+    w.assert_no_leak(&[], &["evil.example"]).await;
+    assert_eq!(r.exit_code, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trust_host_allows_the_named_host_only() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    w.pox(
+        "contoso.example",
+        redirect("https://evil.example/autodiscover/autodiscover.xml"),
+    )
+    .await;
+    w.pox("evil.example", adxml("pox_settings.xml")).await;
+    let r = w
+        .discover("j.smith@contoso.example", &["--trust-host", "evil.example"])
+        .await;
+    // evil.example was asked (it is trusted now) and named an EWS URL in contoso.example.
+    assert_eq!(w.count("evil.example").await, 1);
+    assert_eq!(
+        r.endpoint.as_deref(),
+        Some("https://mail.contoso.example/EWS/Exchange.asmx")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_to_plain_http_is_refused() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    w.pox(
+        "contoso.example",
+        adxml("pox_redirect_url.xml").set_body_raw(
+            fixture("autodiscover/pox_redirect_url.xml").replace(
+                "https://autodiscover.eu.contoso.example",
+                "http://autodiscover.contoso.example",
+            ),
+            "text/xml",
+        ),
+    )
+    .await;
+    let r = w.probe_basic("j.smith@contoso.example", &[]).await;
+    assert_eq!(r.endpoint, None);
+    let d = autodiscover_failed(&r);
+    assert!(d.summary.contains("not https"), "{d:#?}");
+    // The plain-HTTP server saw only the documented unauthenticated GET, never a POST.
+    for q in w.plain.received_requests().await.unwrap() {
+        assert_eq!(q.method.to_string(), "GET");
+        assert!(q.headers.get("authorization").is_none());
+        assert!(q.body.is_empty());
+    }
+    w.assert_no_leak(&[], &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn autodiscover_dot_public_suffix_is_never_trusted_even_with_trust_host() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    w.pox(
+        "contoso.example",
+        redirect("https://autodiscover.com/autodiscover/autodiscover.xml"),
+    )
+    .await;
+    w.pox("autodiscover.com", adxml("pox_settings.xml")).await;
+    let r = w
+        .probe_basic(
+            "j.smith@contoso.example",
+            &["--trust-host", "autodiscover.com"],
+        )
+        .await;
+    assert_eq!(r.endpoint, None);
+    let d = autodiscover_failed(&r);
+    assert!(
+        d.evidence
+            .iter()
+            .any(|e| e.contains("autodiscover.com") && e.contains("never trusted")),
+        "{d:#?}"
+    );
+    assert_eq!(w.count("autodiscover.com").await, 0);
+    w.assert_no_leak(&[], &["autodiscover.com"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_loop_is_detected() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    w.pox(
+        "contoso.example",
+        redirect("https://autodiscover.contoso.example/autodiscover/autodiscover.xml"),
+    )
+    .await;
+    w.pox(
+        "autodiscover.contoso.example",
+        redirect("https://contoso.example/autodiscover/autodiscover.xml"),
+    )
+    .await;
+    let r = w.probe_basic("j.smith@contoso.example", &[]).await;
+    assert_eq!(r.endpoint, None);
+    let d = autodiscover_failed(&r);
+    assert!(d.summary.contains("loop"), "{d:#?}");
+    // Each POX URL was asked once; the loop did not run on.
+    for h in ["contoso.example", "autodiscover.contoso.example"] {
+        let n = w
+            .host(h)
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|q| q.url.path().ends_with(".xml"))
+            .count();
+        assert_eq!(n, 1, "{h}");
+    }
+    w.assert_no_leak(&[], &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eleven_redirects_stop_at_the_limit_of_ten() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    for i in 0..20 {
+        let from = if i == 0 {
+            "/autodiscover/autodiscover.xml".to_string()
+        } else {
+            format!("/autodiscover/h{i}/autodiscover.xml")
+        };
+        Mock::given(method("POST"))
+            .and(path(from.as_str()))
+            .respond_with(redirect(&format!(
+                "https://contoso.example/autodiscover/h{}/autodiscover.xml",
+                i + 1
+            )))
+            .mount(w.host("contoso.example"))
+            .await;
+    }
+    let r = w.probe_basic("j.smith@contoso.example", &[]).await;
+    assert_eq!(r.endpoint, None);
+    let d = autodiscover_failed(&r);
+    assert!(d.summary.contains("more than 10 redirects"), "{d:#?}");
+    // The first request plus ten followed hops; the 11th redirect was not followed.
+    assert_eq!(w.count("contoso.example").await, 11);
+    // And nothing was tried after the limit stopped discovery.
+    assert_eq!(w.count("autodiscover.contoso.example").await, 0);
+    assert!(w.plain.received_requests().await.unwrap().is_empty());
+    w.assert_no_leak(&[], &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pox_redirect_of_the_address_to_another_domain_reaches_no_host_there() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    w.pox(
+        "contoso.example",
+        adxml("pox_redirect_addr.xml").set_body_raw(
+            fixture("autodiscover/pox_redirect_addr.xml")
+                .replace("user@subdomain.contoso.example", "victim@fabrikam.example"),
+            "text/xml",
+        ),
+    )
+    .await;
+    w.pox("fabrikam.example", adxml("pox_settings.xml")).await;
+    w.pox("autodiscover.fabrikam.example", adxml("pox_settings.xml"))
+        .await;
+    let r = w.probe_basic("j.smith@contoso.example", &[]).await;
+    assert_eq!(r.endpoint, None, "{:#?}", r.steps);
+    let d = autodiscover_failed(&r);
+    assert!(d.summary.contains("victim@fabrikam.example"), "{d:#?}");
+    assert!(
+        d.evidence
+            .iter()
+            .any(|e| e.contains("fabrikam.example is outside contoso.example")),
+        "{d:#?}"
+    );
+    w.assert_no_leak(&[], &["fabrikam.example", "autodiscover.fabrikam.example"])
+        .await;
+    // The unauthenticated plain GET to http://autodiscover.fabrikam.example was refused too.
+    assert!(w.plain.received_requests().await.unwrap().iter().all(|q| {
+        q.headers
+            .get("host")
+            .map(|h| !h.to_str().unwrap().contains("fabrikam"))
+            .unwrap_or(true)
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn v2_json_answer_wins_first() {
+    let w = World::new().await;
+    w.realm("realm_managed.json").await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/autodiscover/autodiscover.json/v1.0/adele@contoso.example",
+        ))
+        .respond_with(json("v2_exo.json"))
+        .mount(w.host("outlook.office365.com"))
+        .await;
+    let r = w.discover("adele@contoso.example", &[]).await;
+    assert_eq!(
+        r.endpoint.as_deref(),
+        Some("https://outlook.office365.com/EWS/Exchange.asmx")
+    );
+    assert_eq!(r.steps.len(), 2, "{:?}", ids(&r));
+    assert_eq!(w.count("contoso.example").await, 0);
+    assert_eq!(r.account.kind, ews_probe::target::AccountKind::WorkOrSchool);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plain_http_redirect_probe_leads_to_pox() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    Mock::given(method("GET"))
+        .and(path("/autodiscover/autodiscover.xml"))
+        .respond_with(redirect(
+            "https://mail.contoso.example/autodiscover/autodiscover.xml",
+        ))
+        .mount(&w.plain)
+        .await;
+    w.pox("mail.contoso.example", adxml("pox_settings.xml"))
+        .await;
+    let r = w.discover("j.smith@contoso.example", &[]).await;
+    assert_eq!(
+        r.endpoint.as_deref(),
+        Some("https://mail.contoso.example/EWS/Exchange.asmx"),
+        "{:?}",
+        ids(&r)
+    );
+    let q = &w.plain.received_requests().await.unwrap()[0];
+    assert_eq!(q.method.to_string(), "GET");
+    assert_eq!(
+        q.headers.get("host").unwrap(),
+        "autodiscover.contoso.example"
+    );
+    assert!(q.headers.get("authorization").is_none() && q.body.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realm_answers_give_the_account_kind_and_basis() {
+    for (fx, kind, needle) in [
+        (
+            "realm_managed.json",
+            "work_or_school",
+            "managed Microsoft Entra ID",
+        ),
+        (
+            "realm_federated.json",
+            "work_or_school",
+            "sign-in at sts.contoso.example",
+        ),
+        (
+            "realm_unknown.json",
+            "unknown",
+            "no Microsoft Entra ID tenant",
+        ),
+    ] {
+        let w = World::new().await;
+        w.realm(fx).await;
+        let r = w.discover("adele@contoso.example", &[]).await;
+        assert_eq!(serde_json::to_value(r.account.kind).unwrap(), kind, "{fx}");
+        assert!(
+            r.account.basis.iter().any(|b| b.contains(needle)),
+            "{fx}: {:?}",
+            r.account.basis
+        );
+        let q = &w.realm.received_requests().await.unwrap()[0];
+        assert_eq!(q.url.query(), Some("login=adele%40contoso.example&json=1"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_address_is_identified_before_any_ews_request() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/autodiscover/autodiscover.json/v1.0/jamie@outlook.com",
+        ))
+        .respond_with(json("v2_exo.json"))
+        .mount(w.host("outlook.office365.com"))
+        .await;
+    on(
+        w.host("outlook.office365.com"),
+        CONNECTIVITY,
+        http("consumer_403_empty.http"),
+    )
+    .await;
+    let mut tok = tempfile::NamedTempFile::new().unwrap();
+    writeln!(tok, "consumer-token-value").unwrap();
+    let tp = tok.path().display().to_string();
+    let mut args: Vec<&str> = vec!["jamie@outlook.com", "--auth", "bearer", "--token-file", &tp];
+    args.extend(w.args.iter().map(String::as_str));
+    let r = probe(&args).await;
+    assert_eq!(codes(&r)[0], "consumer_account_no_ews");
+    assert_eq!(r.account.basis[0], "consumer domain outlook.com");
+    // Realm discovery and Autodiscover come first and carry no credential; then EWS ran.
+    assert_eq!(r.steps[0].id, "discover.realm");
+    let first_ews = r
+        .steps
+        .iter()
+        .position(|s| s.kind == StepKind::Ews)
+        .unwrap();
+    assert!(first_ews >= 2);
+    assert_eq!(r.steps[first_ews].outcome, Outcome::Fail);
+    let got = w
+        .host("outlook.office365.com")
+        .received_requests()
+        .await
+        .unwrap();
+    assert!(
+        got[0].headers.get("authorization").is_none(),
+        "v2 JSON is unauthenticated"
+    );
+    assert!(
+        w.realm.received_requests().await.unwrap()[0]
+            .headers
+            .get("authorization")
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_ca_fails_tls_without_ca_file() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    w.pox("contoso.example", adxml("pox_settings.xml")).await;
+    // The same routes without --ca-file: the test CA is unknown.
+    let args: Vec<String> = w.args.iter().skip(2).cloned().collect();
+    let mut argv = vec!["ews-probe", "discover", "j.smith@contoso.example"];
+    argv.extend(args.iter().map(String::as_str));
+    let cli = <ews_probe::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+    let ews_probe::cli::Command::Discover(a) = cli.command else {
+        unreachable!()
+    };
+    let r = ews_probe::app::discover(&a).await.unwrap();
+    assert_eq!(r.endpoint, None);
+    let d = autodiscover_failed(&r);
+    assert!(d.summary.contains("tls"), "{d:#?}");
+    assert_eq!(
+        w.count("contoso.example").await,
+        0,
+        "no request passes a failed handshake"
+    );
+}
