@@ -37,7 +37,18 @@ def http_exchange(path):
     return f"# body: fixtures/{path}\n{body}"
 
 
-def scenario(name, title, mailbox, endpoint, auth, exchanges, exit_code, codes, features):
+def json_exchange(path, status=200, reason="OK"):
+    text = open(os.path.join(FIX, path)).read()
+    body = "".join(l for l in text.splitlines(keepends=True) if not l.startswith("//"))
+    return f"# body: fixtures/{path}\nHTTP/1.1 {status} {reason}\nContent-Type: application/json; charset=utf-8\n\n{body}"
+
+
+def xml_answer(path):
+    body = open(os.path.join(FIX, path)).read()
+    return f"# body: fixtures/{path}\nHTTP/1.1 200 OK\nContent-Type: text/xml; charset=utf-8\nX-FEServer: EXCH01\n\n{body}"
+
+
+def scenario(name, title, mailbox, endpoint, auth, exchanges, exit_code, codes, features, discovery=None):
     d = os.path.join(OUT, name)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
@@ -49,6 +60,7 @@ def scenario(name, title, mailbox, endpoint, auth, exchanges, exit_code, codes, 
         "write": False,
         "server_version": "Exchange2013_SP1",
         "started_at": STARTED,
+        **({"discovery": discovery} if discovery else {}),
         "title": title,
         "expect": {"exit_code": exit_code, "codes": codes, "features": features},
     }
@@ -104,4 +116,14 @@ scenario("wrong-token-audience", "Token issued for Microsoft Graph, not Exchange
          "adele.vance@contoso.com", EXO, "bearer",
          [("ews.get_folder.msgfolderroot", http_exchange("http/exo_401_wrong_audience.http"), 91.0)],
          2, ["token_wrong_audience"], ["unavailable"] * 4)
+ONPREM_EX = "https://mail.contoso.example/EWS/Exchange.asmx"
+scenario("onprem-found-by-autodiscover", "No EWS URL given: realm discovery (no Entra ID tenant), Autodiscover v2 has no answer, the website has no Autodiscover, autodiscover.<domain> challenges, Basic after the challenge gets the POX settings; every feature available at the discovered on-premises endpoint",
+         "j.smith@contoso.example", None, "basic",
+         [("discover.realm", json_exchange("autodiscover/realm_unknown.json"), 96.0),
+          ("autodiscover.01.v2", http_exchange("http/autodiscover_v2_404.http"), 88.0),
+          ("autodiscover.02.pox", http_exchange("http/iis_404_html.http"), 35.2),
+          ("autodiscover.03.pox", http_exchange("http/autodiscover_401_challenge.http"), 12.1),
+          ("autodiscover.04.pox_auth", xml_answer("autodiscover/pox_settings.xml"), 61.7)]
+         + [(k, t.replace("AM0PR06CA0096", "EXCH01"), ms) for (k, t, ms) in healthy()],
+         0, [], ALL_AVAILABLE, discovery={"realm": True, "autodiscover": True, "trust_hosts": []})
 print("wrote", sorted(os.listdir(OUT)))

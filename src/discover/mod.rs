@@ -273,7 +273,24 @@ impl<'a> Walk<'a> {
 
     /// Authorization for a retry after a 401, if this host may have it.
     fn credentials_for(&mut self, u: &url::Url, resp: &HttpResponse) -> Option<Header> {
-        let auth = self.cfg.credentials.authorization()?;
+        let auth = match self.cfg.credentials {
+            // A replay has the recorded scheme but no secret: the same decision, a masked
+            // header (the replay back end answers by step id, not by header).
+            Credentials::Replayed(m) if *m != crate::auth::AuthMode::None => Header {
+                name: "Authorization".into(),
+                value: format!(
+                    "{} {}",
+                    match *m {
+                        crate::auth::AuthMode::Basic => "Basic",
+                        crate::auth::AuthMode::Ntlm => "NTLM",
+                        _ => "Bearer",
+                    },
+                    crate::transport::redact::MASK
+                ),
+                sensitive: true,
+            },
+            c => c.authorization()?,
+        };
         let host = u.host_str().unwrap_or("");
         let trusted = self.cfg.trust.check(host).ok()?;
         let scheme = auth.value.split(' ').next().unwrap_or("").to_string();
