@@ -84,3 +84,120 @@ pub(super) fn autodiscover_failed(d: &Discovery) -> (Severity, String, String, V
         .collect();
     (sev, summary, remedy.join(" "), lines)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Code, Status, diagnose};
+    use super::*;
+    use crate::discover::MethodResult;
+    use crate::discover::answer::Realm;
+    use crate::evidence::Evidence;
+    use crate::target::Mailbox;
+
+    fn ev(d: Discovery) -> Evidence {
+        Evidence {
+            mailbox: "a@contoso.example".into(),
+            endpoint: d.endpoint.clone(),
+            auth: crate::auth::AuthMode::Basic,
+            impersonating: false,
+            write: false,
+            steps: vec![],
+            duration_ms: 1.0,
+            discovery: Some(d),
+        }
+    }
+
+    fn m(method: &str, why: &str) -> MethodResult {
+        MethodResult {
+            method: method.into(),
+            url: "https://contoso.example/autodiscover/autodiscover.xml".into(),
+            ok: false,
+            why: why.into(),
+        }
+    }
+
+    #[test]
+    fn autodiscover_failed_names_every_method_and_why() {
+        let d = Discovery {
+            autodiscover: true,
+            methods: vec![
+                m("Autodiscover v2 (JSON)", "HTTP 404 Not Found"),
+                m(
+                    "POX (autodiscover.xml)",
+                    "refused https://evil.example/…: evil.example is outside contoso.example",
+                ),
+                m(
+                    "SOAP GetUserSettings (autodiscover.svc)",
+                    "tls: invalid peer certificate: UnknownIssuer",
+                ),
+            ],
+            refused: vec!["evil.example is outside contoso.example".into()],
+            ..Discovery::default()
+        };
+        let v = diagnose(&Mailbox::parse("a@contoso.example").unwrap(), &ev(d));
+        assert_eq!(v.diagnoses.len(), 1);
+        let x = &v.diagnoses[0];
+        assert_eq!(x.code, Code::AutodiscoverFailed);
+        assert_eq!(x.severity, Status::Critical);
+        for needle in [
+            "3 method(s)",
+            "v2 (JSON) (HTTP 404",
+            "evil.example",
+            "UnknownIssuer",
+        ] {
+            assert!(x.summary.contains(needle), "{needle}: {}", x.summary);
+        }
+        assert_eq!(x.evidence.len(), 3);
+        assert!(x.remedy.contains("--trust-host"));
+    }
+
+    #[test]
+    fn wanting_credentials_only_is_unknown_not_critical() {
+        let d = Discovery {
+            autodiscover: true,
+            methods: vec![m(
+                "POX (autodiscover.xml)",
+                "HTTP 401: requires authentication",
+            )],
+            wanted_credentials: true,
+            ..Discovery::default()
+        };
+        let v = diagnose(&Mailbox::parse("a@contoso.example").unwrap(), &ev(d));
+        assert_eq!(v.diagnoses[0].severity, Status::Unknown);
+        assert!(v.diagnoses[0].remedy.contains("with credentials"));
+    }
+
+    #[test]
+    fn realm_sets_the_account_kind_only_when_unknown() {
+        let realm = |ns| Realm {
+            namespace: ns,
+            domain_name: Some("contoso.example".into()),
+            brand: None,
+            auth_host: Some("sts.contoso.example".into()),
+        };
+        let mut kind = AccountKind::Unknown;
+        let mut basis = vec![];
+        let d = Discovery {
+            realm: Some(realm(Namespace::Federated)),
+            ..Discovery::default()
+        };
+        account_basis(&d, &mut kind, &mut basis);
+        assert_eq!(kind, AccountKind::WorkOrSchool);
+        assert!(basis[0].contains("federated") && basis[0].contains("sts.contoso.example"));
+        // A consumer stays a consumer whatever realm discovery says.
+        let mut kind = AccountKind::Consumer;
+        let d = Discovery {
+            realm: Some(realm(Namespace::Managed)),
+            ..Discovery::default()
+        };
+        account_basis(&d, &mut kind, &mut vec![]);
+        assert_eq!(kind, AccountKind::Consumer);
+        let mut kind = AccountKind::Unknown;
+        let d = Discovery {
+            realm: Some(realm(Namespace::Unknown)),
+            ..Discovery::default()
+        };
+        account_basis(&d, &mut kind, &mut vec![]);
+        assert_eq!(kind, AccountKind::Unknown);
+    }
+}

@@ -753,3 +753,87 @@ async fn unknown_ca_fails_tls_without_ca_file() {
         "no request passes a failed handshake"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn soap_get_user_settings_is_tried_after_pox() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    Mock::given(method("POST"))
+        .and(path("/autodiscover/autodiscover.svc"))
+        .and(wiremock::matchers::header(
+            "soapaction",
+            "http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettings",
+        ))
+        .respond_with(adxml("soap_settings.xml"))
+        .mount(w.host("autodiscover.contoso.example"))
+        .await;
+    let r = w.discover("j.smith@contoso.example", &[]).await;
+    assert_eq!(
+        r.endpoint.as_deref(),
+        Some("https://mail.contoso.example/EWS/Exchange.asmx"),
+        "{:?}",
+        ids(&r)
+    );
+    // POX at both candidates first (404), then SOAP at the domain (404), then this one.
+    let soap_steps: Vec<_> = r.steps.iter().filter(|s| s.id.ends_with(".soap")).collect();
+    assert_eq!(soap_steps.len(), 2);
+    let q = w
+        .host("autodiscover.contoso.example")
+        .received_requests()
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&q.last().unwrap().body).into_owned();
+    assert!(
+        body.contains("<a:Mailbox>j.smith@contoso.example</a:Mailbox>"),
+        "{body}"
+    );
+    assert!(body.contains(
+        "<wsa:To>https://autodiscover.contoso.example/autodiscover/autodiscover.svc</wsa:To>"
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recorded_discovery_replays_to_the_same_report_without_the_secret() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    Mock::given(method("POST"))
+        .and(path("/autodiscover/autodiscover.xml"))
+        .and(wiremock::matchers::header_exists("authorization"))
+        .respond_with(adxml("pox_settings.xml"))
+        .with_priority(1)
+        .mount(w.host("autodiscover.contoso.example"))
+        .await;
+    w.pox(
+        "autodiscover.contoso.example",
+        ResponseTemplate::new(401).insert_header("www-authenticate", "Basic realm=\"x\""),
+    )
+    .await;
+    healthy(w.host("mail.contoso.example")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("bundle");
+    let rec_s = rec.display().to_string();
+    let live = w
+        .probe_basic("j.smith@contoso.example", &["--record", &rec_s])
+        .await;
+    assert_eq!(live.exit_code, 0, "{:#?}", live.diagnoses);
+    let bundle = ews_probe::transport::bundle::Bundle::load(&rec).unwrap();
+    let all: String = bundle
+        .exchanges
+        .iter()
+        .map(|(_, t)| t.as_str())
+        .collect::<String>()
+        + &bundle.meta;
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD
+        .encode(format!("j.smith@contoso.example:{PASSWORD}"));
+    assert!(!all.contains(PASSWORD) && !all.contains(&b64));
+    assert!(
+        bundle.meta.contains("\"autodiscover\": true"),
+        "{}",
+        bundle.meta
+    );
+    let (replayed, _) = ews_probe::app::run_bundle(&bundle).await.unwrap();
+    assert_eq!(replayed.endpoint, live.endpoint);
+    assert_eq!(replayed.exit_code, live.exit_code);
+    assert_eq!(ids(&replayed), ids(&live));
+}
