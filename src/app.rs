@@ -161,6 +161,22 @@ struct DiscoveryPlan {
     autodiscover: bool,
     v2: url::Url,
     trust_hosts: Vec<String>,
+    /// Options for the DNS/TCP/TLS steps; `None` skips them.
+    network: Option<discover::network::NetOptions>,
+}
+
+/// The network steps' options, unless a proxy carries the traffic (they connect directly, so
+/// they would test another path than the requests).
+fn net_options(o: &HttpOptions, timeout: f64) -> Option<discover::network::NetOptions> {
+    let env_proxy = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+    (o.proxy.is_none() && !env_proxy).then(|| discover::network::NetOptions {
+        pins: o.pins.clone(),
+        connect_to: o.connect_to.clone(),
+        ca_file: o.ca_file.clone(),
+        timeout: Duration::from_secs_f64(timeout.min(10.0)),
+    })
 }
 
 impl DiscoveryPlan {
@@ -187,6 +203,7 @@ impl DiscoveryPlan {
                 "--autodiscover-v2-url",
             )?,
             trust_hosts: trust_hosts.to_vec(),
+            network: None,
         })
     }
     fn runs(&self) -> bool {
@@ -216,6 +233,7 @@ async fn pipeline(
             v2_url: plan.v2.clone(),
             realm_url: plan.realm.clone(),
             autodiscover: plan.autodiscover,
+            network: plan.network.clone(),
         };
         let (steps, d) = discover::run(&dc, t).await;
         (steps, Some(d))
@@ -274,6 +292,10 @@ pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
         read_timeout: Duration::from_secs_f64(a.timeout.min(20.0)),
         ..HttpOptions::default()
     };
+    let mut plan = plan;
+    if plan.autodiscover {
+        plan.network = net_options(&opts, a.timeout);
+    }
     let client = Arc::new(HttpClient::new(&opts)?);
     let mut transport =
         Transport::http(client, redactor.clone(), Duration::from_secs_f64(a.timeout));
@@ -356,6 +378,7 @@ pub async fn discover(a: &DiscoverArgs) -> Result<Report, AppError> {
         v2_url: plan.v2.clone(),
         realm_url: plan.realm.clone(),
         autodiscover: true,
+        network: net_options(&opts, a.timeout),
     };
     let (steps, d) = discover::run(&dc, &transport).await;
     let evidence = Evidence {
@@ -399,12 +422,14 @@ pub async fn run_bundle(bundle: &Bundle) -> Result<(Report, SessionMeta), AppErr
             autodiscover: dm.autodiscover,
             v2: url::Url::parse(discover::DEFAULT_V2_URL).map_err(|e| bad(e.to_string()))?,
             trust_hosts: dm.trust_hosts.clone(),
+            network: None,
         },
         None => DiscoveryPlan {
             realm: None,
             autodiscover: false,
             v2: url::Url::parse(discover::DEFAULT_V2_URL).map_err(|e| bad(e.to_string()))?,
             trust_hosts: Vec::new(),
+            network: None,
         },
     };
     let cfg = ProbeConfig {

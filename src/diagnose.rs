@@ -747,6 +747,19 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
         }
     }
 
+    // TLS failures the network steps explained (with the chain and a hint).
+    if let Some(d) = &ev.discovery {
+        for (sev, summary, remedy, lines) in
+            discovery_rules::tls_failures(d, ev.endpoint.as_deref())
+        {
+            let mut lines = lines.into_iter();
+            add(Code::TlsFailure, sev, summary, remedy, lines.next());
+            for l in lines {
+                add(Code::TlsFailure, sev, String::new(), String::new(), Some(l));
+            }
+        }
+    }
+
     let mut feature_cause: Vec<(Feature, FeatureStatus, String)> = Vec::new();
     for f in Feature::ALL {
         let ids = plan::feature_checks(f, ev.write);

@@ -85,6 +85,42 @@ pub(super) fn autodiscover_failed(d: &Discovery) -> (Severity, String, String, V
     (sev, summary, remedy.join(" "), lines)
 }
 
+/// `tls_failure` for each host whose diagnostic handshake failed: the error, the hint, and
+/// one evidence line per certificate of the chain. Critical when it blocks the endpoint.
+pub(super) fn tls_failures(
+    d: &Discovery,
+    endpoint: Option<&str>,
+) -> Vec<(Severity, String, String, Vec<String>)> {
+    let endpoint_host = endpoint
+        .and_then(|e| url::Url::parse(e).ok())
+        .and_then(|u| u.host_str().map(str::to_string));
+    d.network
+        .iter()
+        .filter_map(|n| {
+            let err = n.tls_error.as_ref()?;
+            let sev = if endpoint.is_none() || endpoint_host.as_deref() == Some(n.host.as_str()) {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            };
+            let hint = n.tls_hint.clone().unwrap_or_default();
+            let mut lines = vec![format!("{}:{} TLS: {err}", n.host, n.port)];
+            lines.extend(
+                n.chain
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{} certificate {}: {}", n.host, i + 1, c.line())),
+            );
+            Some((
+                sev,
+                format!("the TLS handshake with {} failed: {hint}", n.host),
+                "Compare the chain in the evidence with what the server should present; behind TLS inspection run again with --ca-file PATH (the inspection root CA, PEM); if the certificate expired or lacks the name, the server's administrator must replace it.".to_string(),
+                lines,
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Code, Status, diagnose};

@@ -42,11 +42,28 @@ fn new_ca() -> Ca {
     }
 }
 
+/// What is wrong with a host's certificate, if anything.
+#[derive(Clone, Copy, PartialEq)]
+enum Cert {
+    Good,
+    Expired,
+    WrongName,
+}
+
 /// A TLS front for `host` on 127.0.0.1 forwarding every connection to a fresh wiremock.
-async fn tls_host(ca: &Ca, host: &str) -> (u16, MockServer) {
+async fn tls_host(ca: &Ca, host: &str, kind: Cert) -> (u16, MockServer) {
     let mock = MockServer::start().await;
-    let mut p = CertificateParams::new(vec![host.to_string()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, host);
+    let name = if kind == Cert::WrongName {
+        "www.fabrikam.example"
+    } else {
+        host
+    };
+    let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, name);
+    if kind == Cert::Expired {
+        p.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2025, 1, 1);
+    }
     let key = KeyPair::generate().unwrap();
     let cert = p.signed_by(&key, &ca.issuer).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -105,6 +122,10 @@ const NAMES: &[&str] = &[
 
 impl World {
     async fn new() -> World {
+        Self::with_certs(&[]).await
+    }
+
+    async fn with_certs(special: &[(&str, Cert)]) -> World {
         let ca = new_ca();
         let mut ca_file = tempfile::NamedTempFile::new().unwrap();
         ca_file.write_all(ca.pem.as_bytes()).unwrap();
@@ -116,7 +137,12 @@ impl World {
         ];
         let mut hosts = HashMap::new();
         for n in NAMES {
-            let (port, mock) = tls_host(&ca, n).await;
+            let kind = special
+                .iter()
+                .find(|(h, _)| h == n)
+                .map(|(_, k)| *k)
+                .unwrap_or(Cert::Good);
+            let (port, mock) = tls_host(&ca, n, kind).await;
             args.push("--connect-to".into());
             args.push(format!("{n}:443:127.0.0.1:{port}"));
             hosts.insert(n.to_string(), mock);
@@ -286,7 +312,25 @@ async fn discover_finds_the_endpoint_by_pox_and_sends_no_credentials() {
         steps[2].starts_with("autodiscover.02.pox Pass"),
         "{steps:?}"
     );
-    assert_eq!(steps.len(), 3);
+    // Then the network steps for the endpoint found: DNS answer, TCP connect, TLS details.
+    assert_eq!(
+        steps[3..],
+        [
+            "net.mail.contoso.example.dns Pass",
+            "net.mail.contoso.example.tcp Pass",
+            "net.mail.contoso.example.tls Pass"
+        ]
+    );
+    assert_eq!(r.steps[3].detail, "mail.contoso.example → 127.0.0.1");
+    assert_eq!(r.steps[3].kind, StepKind::Dns);
+    let tls = &r.steps[5].detail;
+    assert!(
+        tls.starts_with("TLSv1_3")
+            && tls.contains("CN=mail.contoso.example")
+            && tls.contains("CN=ews-probe test CA")
+            && tls.contains("SANs mail.contoso.example"),
+        "{tls}"
+    );
     assert!(r.steps.iter().all(|s| s.kind != StepKind::Ews));
     assert!(
         r.steps[2]
@@ -380,11 +424,10 @@ async fn probe_without_ews_url_answers_a_challenge_on_a_trusted_host_then_runs_t
         .iter()
         .position(|s| s.kind == StepKind::Ews)
         .unwrap();
-    assert!(
-        r.steps[..first_ews]
-            .iter()
-            .all(|s| s.kind == StepKind::Autodiscover)
-    );
+    assert!(r.steps[..first_ews].iter().all(|s| matches!(
+        s.kind,
+        StepKind::Autodiscover | StepKind::Dns | StepKind::Tcp | StepKind::Tls
+    )));
     assert_eq!(r.account.kind, ews_probe::target::AccountKind::WorkOrSchool);
     w.assert_no_leak(
         &["contoso.example", "mail.contoso.example"],
@@ -612,7 +655,7 @@ async fn v2_json_answer_wins_first() {
         r.endpoint.as_deref(),
         Some("https://outlook.office365.com/EWS/Exchange.asmx")
     );
-    assert_eq!(r.steps.len(), 2, "{:?}", ids(&r));
+    assert_eq!(r.steps.len(), 5, "realm, v2, dns, tcp, tls: {:?}", ids(&r));
     assert_eq!(w.count("contoso.example").await, 0);
     assert_eq!(r.account.kind, ews_probe::target::AccountKind::WorkOrSchool);
 }
@@ -752,6 +795,65 @@ async fn unknown_ca_fails_tls_without_ca_file() {
         0,
         "no request passes a failed handshake"
     );
+    // tls_failure comes first, with the chain and the inspection hint.
+    let t = &r.diagnoses[0];
+    assert_eq!(t.code.as_str(), "tls_failure", "{:#?}", r.diagnoses);
+    assert!(
+        t.summary.contains("unknown issuer") && t.summary.contains("--ca-file"),
+        "{}",
+        t.summary
+    );
+    assert!(
+        t.evidence.iter().any(|e| e
+            .contains("certificate 1: subject CN=contoso.example; issuer CN=ews-probe test CA")),
+        "{:#?}",
+        t.evidence
+    );
+    assert_eq!(r.exit_code, 2);
+    assert!(
+        r.steps
+            .iter()
+            .any(|s| s.id == "net.contoso.example.tls" && s.outcome == Outcome::Fail)
+    );
+}
+
+async fn tls_case(kind: Cert) -> Report {
+    let w = World::with_certs(&[("contoso.example", kind)]).await;
+    w.realm("realm_unknown.json").await;
+    w.pox("contoso.example", adxml("pox_settings.xml")).await;
+    let r = w.discover("j.smith@contoso.example", &[]).await;
+    assert_eq!(
+        w.count("contoso.example").await,
+        0,
+        "no request passes a failed handshake"
+    );
+    r
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_certificate_is_a_tls_failure_naming_its_end_date() {
+    let r = tls_case(Cert::Expired).await;
+    let t = &r.diagnoses[0];
+    assert_eq!(t.code.as_str(), "tls_failure", "{:#?}", r.diagnoses);
+    assert!(
+        t.summary.contains("expired") && t.summary.contains("2025-01-01"),
+        "{}",
+        t.summary
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_name_certificate_is_a_tls_failure_naming_both_names() {
+    let r = tls_case(Cert::WrongName).await;
+    let t = &r.diagnoses[0];
+    assert_eq!(t.code.as_str(), "tls_failure", "{:#?}", r.diagnoses);
+    assert!(
+        t.summary.contains("name mismatch")
+            && t.summary
+                .contains("www.fabrikam.example, not contoso.example"),
+        "{}",
+        t.summary
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -835,5 +937,17 @@ async fn a_recorded_discovery_replays_to_the_same_report_without_the_secret() {
     let (replayed, _) = ews_probe::app::run_bundle(&bundle).await.unwrap();
     assert_eq!(replayed.endpoint, live.endpoint);
     assert_eq!(replayed.exit_code, live.exit_code);
-    assert_eq!(ids(&replayed), ids(&live));
+    // The network steps are live diagnostics: replay has no network to run them on.
+    let not_net = |r: &Report| -> Vec<String> {
+        ids(r)
+            .into_iter()
+            .filter(|i| !i.starts_with("net."))
+            .collect()
+    };
+    assert_eq!(not_net(&replayed), not_net(&live));
+    assert!(
+        ids(&live)
+            .iter()
+            .any(|i| i.starts_with("net.mail.contoso.example.tls"))
+    );
 }

@@ -18,6 +18,7 @@
 //! Not yet here: the DNS SRV record `_autodiscover._tcp.<domain>` and the DNS/TCP/TLS steps.
 
 pub mod answer;
+pub mod network;
 pub mod trust;
 
 use crate::auth::Credentials;
@@ -51,6 +52,9 @@ pub struct DiscoverConfig<'a> {
     pub realm_url: Option<url::Url>,
     /// Run Autodiscover (false: realm discovery only, the endpoint came with --ews-url).
     pub autodiscover: bool,
+    /// DNS/TCP/TLS steps for the endpoint found and for hosts whose TLS failed; `None` skips
+    /// them (through a proxy, and on replay, where no network exists).
+    pub network: Option<network::NetOptions>,
 }
 
 /// One Autodiscover method's outcome, for `autodiscover_failed` and the report.
@@ -79,6 +83,8 @@ pub struct Discovery {
     pub refused: Vec<String>,
     /// Some candidate wanted credentials that were not sent (none given, or not allowed there).
     pub wanted_credentials: bool,
+    /// The network steps' facts, one per host checked.
+    pub network: Vec<network::HostNetwork>,
 }
 
 enum Next {
@@ -308,6 +314,99 @@ impl<'a> Walk<'a> {
         Some(auth)
     }
 
+    /// DNS, TCP and TLS steps for `u`'s host (once per host; live runs only).
+    async fn net(&mut self, u: &url::Url) {
+        let (Some(opts), Some(host), Some(port)) = (
+            self.cfg.network.clone(),
+            u.host_str().map(str::to_string),
+            u.port_or_known_default(),
+        ) else {
+            return;
+        };
+        if u.scheme() != "https"
+            || self.t.is_replay()
+            || self
+                .d
+                .network
+                .iter()
+                .any(|n| n.host == host && n.port == port)
+        {
+            return;
+        }
+        let n = network::check(&opts, &host, port).await;
+        let step = |id: String, kind: StepKind, ok: bool, ms: f64, detail: String| Step {
+            id,
+            kind,
+            operation: None,
+            outcome: if ok { Outcome::Pass } else { Outcome::Fail },
+            duration_ms: ms,
+            http: None,
+            soap: None,
+            body_error: None,
+            failure: None,
+            attempts: Default::default(),
+            skipped: None,
+            detail,
+        };
+        let base = format!("net.{host}");
+        match &n.dns_error {
+            Some(e) => {
+                self.steps.push(step(
+                    format!("{base}.dns"),
+                    StepKind::Dns,
+                    false,
+                    0.0,
+                    format!("{host}: {e}"),
+                ));
+            }
+            None => {
+                self.steps.push(step(
+                    format!("{base}.dns"),
+                    StepKind::Dns,
+                    true,
+                    0.0,
+                    format!("{host} → {}", n.addresses.join(", ")),
+                ));
+                match (&n.connect_error, n.connect_ms) {
+                    (Some(e), _) => self.steps.push(step(
+                        format!("{base}.tcp"),
+                        StepKind::Tcp,
+                        false,
+                        0.0,
+                        format!("port {port}: {e}"),
+                    )),
+                    (None, ms) => {
+                        self.steps.push(step(
+                            format!("{base}.tcp"),
+                            StepKind::Tcp,
+                            true,
+                            ms.unwrap_or(0.0),
+                            format!("connected to port {port}"),
+                        ));
+                        let leaf = n.chain.first().map(|c| c.line()).unwrap_or_default();
+                        let detail = match &n.tls_error {
+                            Some(e) => format!("{}; {}", e, n.tls_hint.as_deref().unwrap_or("")),
+                            None => format!(
+                                "{} {}; {} certificate(s), leaf: {leaf}",
+                                n.tls_version.as_deref().unwrap_or("?"),
+                                n.cipher.as_deref().unwrap_or("?"),
+                                n.chain.len()
+                            ),
+                        };
+                        self.steps.push(step(
+                            format!("{base}.tls"),
+                            StepKind::Tls,
+                            n.tls_error.is_none(),
+                            0.0,
+                            detail,
+                        ));
+                    }
+                }
+            }
+        }
+        self.d.network.push(n);
+    }
+
     /// The realm discovery step.
     async fn realm(&mut self, base: &url::Url) {
         let mut u = base.clone();
@@ -393,7 +492,11 @@ impl<'a> Walk<'a> {
             match &out {
                 Err(e) => {
                     let why = e.to_string();
+                    let tls = e.kind == FailureKind::Tls;
                     self.record(id, line, &out, false, "");
+                    if tls {
+                        self.net(&u).await;
+                    }
                     return Next::Failed(why);
                 }
                 Ok(r) if (300..400).contains(&r.status) => {
@@ -507,7 +610,11 @@ impl<'a> Walk<'a> {
             match &out {
                 Err(e) => {
                     let why = e.to_string();
+                    let tls = e.kind == FailureKind::Tls;
                     self.record(id, line, &out, false, "");
+                    if tls {
+                        self.net(&u).await;
+                    }
                     return Next::Failed(why);
                 }
                 Ok(r) if (300..400).contains(&r.status) => {
@@ -678,6 +785,9 @@ impl<'a> Walk<'a> {
                 };
                 match next {
                     Next::Found(e) => {
+                        if let Ok(u) = url::Url::parse(&e) {
+                            self.net(&u).await;
+                        }
                         self.d.methods.push(MethodResult {
                             method,
                             url,
