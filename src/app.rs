@@ -163,6 +163,8 @@ struct DiscoveryPlan {
     trust_hosts: Vec<String>,
     /// Options for the DNS/TCP/TLS steps; `None` skips them.
     network: Option<discover::network::NetOptions>,
+    /// The SRV lookup; `None` skips it.
+    srv: Option<Arc<dyn discover::srv::SrvLookup>>,
 }
 
 /// The network steps' options, unless a proxy carries the traffic (they connect directly, so
@@ -204,6 +206,7 @@ impl DiscoveryPlan {
             )?,
             trust_hosts: trust_hosts.to_vec(),
             network: None,
+            srv: None,
         })
     }
     fn runs(&self) -> bool {
@@ -234,6 +237,7 @@ async fn pipeline(
             realm_url: plan.realm.clone(),
             autodiscover: plan.autodiscover,
             network: plan.network.clone(),
+            srv: plan.srv.clone(),
         };
         let (steps, d) = discover::run(&dc, t).await;
         (steps, Some(d))
@@ -264,6 +268,14 @@ async fn pipeline(
 
 /// `ews-probe probe`: one live run.
 pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
+    probe_with(a, Arc::new(discover::srv::SystemSrv)).await
+}
+
+/// `probe` with a given SRV lookup (tests stub DNS with it).
+pub async fn probe_with(
+    a: &ProbeArgs,
+    srv: Arc<dyn discover::srv::SrvLookup>,
+) -> Result<Report, AppError> {
     let mailbox = Mailbox::parse(&a.mailbox)?;
     let endpoint = a
         .ews_url
@@ -295,6 +307,7 @@ pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
     let mut plan = plan;
     if plan.autodiscover {
         plan.network = net_options(&opts, a.timeout);
+        plan.srv = Some(srv);
     }
     let client = Arc::new(HttpClient::new(&opts)?);
     let mut transport =
@@ -353,6 +366,14 @@ pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
 
 /// `ews-probe discover`: realm discovery and Autodiscover only; no credentials exist here.
 pub async fn discover(a: &DiscoverArgs) -> Result<Report, AppError> {
+    discover_with(a, Arc::new(discover::srv::SystemSrv)).await
+}
+
+/// `discover` with a given SRV lookup (tests stub DNS with it).
+pub async fn discover_with(
+    a: &DiscoverArgs,
+    srv: Arc<dyn discover::srv::SrvLookup>,
+) -> Result<Report, AppError> {
     let mailbox = Mailbox::parse(&a.mailbox)?;
     let plan = DiscoveryPlan::from_args(&a.discovery, true, &a.trust_host)?;
     let opts = HttpOptions {
@@ -379,6 +400,7 @@ pub async fn discover(a: &DiscoverArgs) -> Result<Report, AppError> {
         realm_url: plan.realm.clone(),
         autodiscover: true,
         network: net_options(&opts, a.timeout),
+        srv: Some(srv),
     };
     let (steps, d) = discover::run(&dc, &transport).await;
     let evidence = Evidence {
@@ -423,6 +445,7 @@ pub async fn run_bundle(bundle: &Bundle) -> Result<(Report, SessionMeta), AppErr
             v2: url::Url::parse(discover::DEFAULT_V2_URL).map_err(|e| bad(e.to_string()))?,
             trust_hosts: dm.trust_hosts.clone(),
             network: None,
+            srv: None,
         },
         None => DiscoveryPlan {
             realm: None,
@@ -430,6 +453,7 @@ pub async fn run_bundle(bundle: &Bundle) -> Result<(Report, SessionMeta), AppErr
             v2: url::Url::parse(discover::DEFAULT_V2_URL).map_err(|e| bad(e.to_string()))?,
             trust_hosts: Vec::new(),
             network: None,
+            srv: None,
         },
     };
     let cfg = ProbeConfig {

@@ -8,6 +8,7 @@
 
 mod common;
 use common::*;
+use ews_probe::discover::srv::{SrvLookup, SrvRecord};
 use ews_probe::evidence::{Outcome, StepKind};
 use ews_probe::report::Report;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
@@ -19,6 +20,21 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const PASSWORD: &str = "Disc0very-Secret!";
+
+/// DNS SRV answers by name; any other name fails like NXDOMAIN. No real DNS is ever asked.
+#[derive(Default)]
+struct StubSrv(
+    std::sync::Mutex<HashMap<String, Vec<SrvRecord>>>,
+    std::sync::Mutex<Vec<String>>,
+);
+
+impl SrvLookup for StubSrv {
+    fn lookup<'a>(&'a self, name: &'a str) -> ews_probe::discover::srv::Lookup<'a> {
+        self.1.lock().unwrap().push(name.to_string());
+        let v = self.0.lock().unwrap().get(name).cloned();
+        Box::pin(async move { v.ok_or_else(|| "NXDOMAIN (stub)".to_string()) })
+    }
+}
 
 struct Ca {
     pem: String,
@@ -106,6 +122,7 @@ struct World {
     plain: MockServer,
     realm: MockServer,
     args: Vec<String>,
+    srv: Arc<StubSrv>,
     _ca_file: tempfile::NamedTempFile,
 }
 
@@ -160,6 +177,7 @@ impl World {
             plain,
             realm,
             args,
+            srv: Arc::new(StubSrv::default()),
             _ca_file: ca_file,
         }
     }
@@ -221,7 +239,11 @@ impl World {
         argv.extend_from_slice(extra);
         let cli = <ews_probe::cli::Cli as clap::Parser>::try_parse_from(argv).expect("flags");
         match cli.command {
-            ews_probe::cli::Command::Discover(a) => ews_probe::app::discover(&a).await.unwrap(),
+            ews_probe::cli::Command::Discover(a) => {
+                ews_probe::app::discover_with(&a, self.srv.clone())
+                    .await
+                    .unwrap()
+            }
             _ => unreachable!(),
         }
     }
@@ -234,7 +256,20 @@ impl World {
         let mut args: Vec<&str> = vec![mailbox, "--auth", "basic", "--password-file", &pw];
         args.extend(self.args.iter().map(String::as_str));
         args.extend_from_slice(extra);
-        probe(&args).await
+        self.probe(&args).await
+    }
+
+    /// `probe ARGS…` in-process with the stubbed SRV lookup.
+    async fn probe(&self, args: &[&str]) -> Report {
+        let mut argv = vec!["ews-probe", "probe"];
+        argv.extend_from_slice(args);
+        let cli = <ews_probe::cli::Cli as clap::Parser>::try_parse_from(argv).expect("flags");
+        match cli.command {
+            ews_probe::cli::Command::Probe(a) => ews_probe::app::probe_with(&a, self.srv.clone())
+                .await
+                .unwrap(),
+            _ => unreachable!(),
+        }
     }
 
     /// No request to a host outside `trusted` carried an Authorization header, and no
@@ -744,7 +779,7 @@ async fn a_consumer_address_is_identified_before_any_ews_request() {
     let tp = tok.path().display().to_string();
     let mut args: Vec<&str> = vec!["jamie@outlook.com", "--auth", "bearer", "--token-file", &tp];
     args.extend(w.args.iter().map(String::as_str));
-    let r = probe(&args).await;
+    let r = w.probe(&args).await;
     assert_eq!(codes(&r)[0], "consumer_account_no_ews");
     assert_eq!(r.account.basis[0], "consumer domain outlook.com");
     // Realm discovery and Autodiscover come first and carry no credential; then EWS ran.
@@ -786,7 +821,9 @@ async fn unknown_ca_fails_tls_without_ca_file() {
     let ews_probe::cli::Command::Discover(a) = cli.command else {
         unreachable!()
     };
-    let r = ews_probe::app::discover(&a).await.unwrap();
+    let r = ews_probe::app::discover_with(&a, w.srv.clone())
+        .await
+        .unwrap();
     assert_eq!(r.endpoint, None);
     let d = autodiscover_failed(&r);
     assert!(d.summary.contains("tls"), "{d:#?}");
@@ -950,4 +987,120 @@ async fn a_recorded_discovery_replays_to_the_same_report_without_the_secret() {
             .iter()
             .any(|i| i.starts_with("net.mail.contoso.example.tls"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn srv_record_pointing_elsewhere_is_refused() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    w.pox("evil.example", adxml("pox_settings.xml")).await;
+    w.srv.0.lock().unwrap().insert(
+        "_autodiscover._tcp.contoso.example".into(),
+        vec![SrvRecord {
+            priority: 0,
+            weight: 0,
+            port: 443,
+            target: "evil.example".into(),
+        }],
+    );
+    let r = w.probe_basic("j.smith@contoso.example", &[]).await;
+    assert_eq!(r.endpoint, None);
+    let d = autodiscover_failed(&r);
+    assert!(
+        d.summary.contains("DNS SRV")
+            && d.summary
+                .contains("evil.example is outside contoso.example"),
+        "{d:#?}"
+    );
+    assert_eq!(
+        *w.srv.1.lock().unwrap(),
+        ["_autodiscover._tcp.contoso.example"]
+    );
+    w.assert_no_leak(&[], &["evil.example"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn srv_record_in_the_domain_leads_to_pox() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    w.pox("mail.contoso.example", adxml("pox_settings.xml"))
+        .await;
+    w.srv.0.lock().unwrap().insert(
+        "_autodiscover._tcp.contoso.example".into(),
+        vec![
+            SrvRecord {
+                priority: 10,
+                weight: 0,
+                port: 443,
+                target: "evil.example".into(),
+            },
+            SrvRecord {
+                priority: 0,
+                weight: 5,
+                port: 443,
+                target: "mail.contoso.example".into(),
+            },
+        ],
+    );
+    let r = w.discover("j.smith@contoso.example", &[]).await;
+    assert_eq!(
+        r.endpoint.as_deref(),
+        Some("https://mail.contoso.example/EWS/Exchange.asmx"),
+        "{:?}",
+        ids(&r)
+    );
+    let srv = r.steps.iter().find(|s| s.id.ends_with(".srv")).unwrap();
+    assert!(
+        srv.detail.contains("0 5 443 mail.contoso.example"),
+        "{}",
+        srv.detail
+    );
+    assert_eq!(w.count("evil.example").await, 0);
+}
+
+/// The binary itself: `ews-probe discover MAILBOX --connect-to … --ca-file …` prints the
+/// discovery steps and the endpoint, exit 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_discover_command_prints_the_step_tree_and_the_endpoint() {
+    let w = World::new().await;
+    w.realm("realm_managed.json").await;
+    w.pox("autodiscover.contoso.example", adxml("pox_settings.xml"))
+        .await;
+    let mut args = vec!["discover".to_string(), "adele@contoso.example".to_string()];
+    args.extend(w.args.iter().cloned());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("ews-probe"))
+            .args(&args)
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("endpoint  https://mail.contoso.example/EWS/Exchange.asmx"),
+        "{text}"
+    );
+    assert!(
+        text.contains("account   work_or_school (realm discovery: contoso.example is a managed"),
+        "{text}"
+    );
+    for id in [
+        "discover.realm",
+        "autodiscover.01.v2",
+        "autodiscover.02.pox",
+        "autodiscover.03.pox",
+        "net.mail.contoso.example.tls",
+    ] {
+        assert!(text.contains(id), "{id} missing:\n{text}");
+    }
+    assert!(w.received().await.iter().all(|(_, _, _, a)| a.is_none()));
 }

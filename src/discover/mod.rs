@@ -15,10 +15,13 @@
 //! host. `discover` has no credentials at all. Nothing is asked interactively: an untrusted
 //! host is refused with a message naming it and `--trust-host`.
 //!
-//! Not yet here: the DNS SRV record `_autodiscover._tcp.<domain>` and the DNS/TCP/TLS steps.
+//! Then the DNS SRV record `_autodiscover._tcp.<domain>` ([`srv`]), whose target must pass the
+//! same trust policy. The endpoint found gets DNS/TCP/TLS steps ([`network`]), and so does any
+//! host whose TLS handshake failed.
 
 pub mod answer;
 pub mod network;
+pub mod srv;
 pub mod trust;
 
 use crate::auth::Credentials;
@@ -52,6 +55,8 @@ pub struct DiscoverConfig<'a> {
     pub realm_url: Option<url::Url>,
     /// Run Autodiscover (false: realm discovery only, the endpoint came with --ews-url).
     pub autodiscover: bool,
+    /// The DNS SRV lookup; `None` skips that method (replay: no DNS to ask).
+    pub srv: Option<std::sync::Arc<dyn srv::SrvLookup>>,
     /// DNS/TCP/TLS steps for the endpoint found and for hosts whose TLS failed; `None` skips
     /// them (through a proxy, and on replay, where no network exists).
     pub network: Option<network::NetOptions>,
@@ -467,6 +472,68 @@ impl<'a> Walk<'a> {
         }
     }
 
+    /// DNS SRV `_autodiscover._tcp.<domain>`: the best https record names a host for POX.
+    async fn srv(&mut self, address: &str, domain: &str) -> Next {
+        let Some(lookup) = self.cfg.srv.clone() else {
+            return Next::Failed("no SRV resolver".into());
+        };
+        let name = format!("_autodiscover._tcp.{domain}");
+        let id = self.next_id("srv");
+        let started = std::time::Instant::now();
+        let answer = lookup.lookup(&name).await;
+        let ms = crate::util::millis(started.elapsed());
+        let (ok, detail, next) = match answer {
+            Err(e) => (false, format!("SRV {name}: {e}"), Err(e)),
+            Ok(recs) => {
+                let shown: Vec<String> = recs
+                    .iter()
+                    .map(|r| format!("{} {} {} {}", r.priority, r.weight, r.port, r.target))
+                    .collect();
+                let best = srv::best(&recs);
+                let detail = format!(
+                    "SRV {name}: {}",
+                    if shown.is_empty() {
+                        "no records".to_string()
+                    } else {
+                        shown.join("; ")
+                    }
+                );
+                match best.first() {
+                    Some(b) => (true, detail, Ok(b.target.clone())),
+                    None => (
+                        false,
+                        detail,
+                        Err("no SRV record points to an https endpoint (port 443)".to_string()),
+                    ),
+                }
+            }
+        };
+        self.steps.push(Step {
+            id,
+            kind: StepKind::Autodiscover,
+            operation: None,
+            outcome: if ok { Outcome::Pass } else { Outcome::Fail },
+            duration_ms: ms,
+            http: None,
+            soap: None,
+            body_error: None,
+            failure: None,
+            attempts: Default::default(),
+            skipped: None,
+            detail,
+        });
+        match next {
+            Err(e) => Next::Failed(e),
+            Ok(target) => {
+                let raw = format!("https://{target}/autodiscover/autodiscover.xml");
+                match url::Url::parse(&raw) {
+                    Ok(u) => self.post_chain(Kind::Pox, address, u).await,
+                    Err(e) => Next::Failed(format!("SRV target {target}: {e}")),
+                }
+            }
+        }
+    }
+
     /// Autodiscover v2: GET `<base>/autodiscover/autodiscover.json/v1.0/<address>?Protocol=EWS`,
     /// following 3xx by hand.
     async fn v2(&mut self, address: &str) -> Next {
@@ -771,6 +838,9 @@ impl<'a> Walk<'a> {
                 "HTTP redirect (GET http://autodiscover.<domain>)".into(),
                 format!("http://{ad_host}/autodiscover/autodiscover.xml"),
             ));
+            if self.cfg.srv.is_some() {
+                tries.push(("DNS SRV".into(), format!("_autodiscover._tcp.{domain}")));
+            }
             for (i, (method, url)) in tries.into_iter().enumerate() {
                 let next = match i {
                     0 => self.v2(&address).await,
@@ -781,7 +851,8 @@ impl<'a> Walk<'a> {
                             Err(e) => Next::Failed(format!("{url}: {e}")),
                         }
                     }
-                    _ => self.http_redirect(&address, &domain).await,
+                    5 => self.http_redirect(&address, &domain).await,
+                    _ => self.srv(&address, &domain).await,
                 };
                 match next {
                     Next::Found(e) => {
