@@ -747,8 +747,21 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
         }
     }
 
-    // TLS failures the network steps explained (with the chain and a hint).
+    // TLS failures the network steps explained (with the chain and a hint); a proxy's 407.
     if let Some(d) = &ev.discovery {
+        if let Some((sev, summary, remedy, lines)) = discovery_rules::proxy_407(d) {
+            let mut lines = lines.into_iter();
+            add(Code::ConnectionFailed, sev, summary, remedy, lines.next());
+            for l in lines {
+                add(
+                    Code::ConnectionFailed,
+                    sev,
+                    String::new(),
+                    String::new(),
+                    Some(l),
+                );
+            }
+        }
         for (sev, summary, remedy, lines) in
             discovery_rules::tls_failures(d, ev.endpoint.as_deref())
         {

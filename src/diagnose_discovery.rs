@@ -85,6 +85,36 @@ pub(super) fn autodiscover_failed(d: &Discovery) -> (Severity, String, String, V
     (sev, summary, remedy.join(" "), lines)
 }
 
+/// `connection_failed` when a proxy answered 407 (to the CONNECT tunnel or to a plain request):
+/// the proxy wants credentials this tool does not send to proxies.
+pub(super) fn proxy_407(d: &Discovery) -> Option<(Severity, String, String, Vec<String>)> {
+    let hit = |w: &str| {
+        let l = w.to_ascii_lowercase();
+        l.contains("proxy authorization required") || l.contains("407 proxy authentication")
+    };
+    let lines: Vec<String> = d
+        .methods
+        .iter()
+        .filter(|m| hit(&m.why))
+        .map(|m| format!("{} at {}: {}", m.method, m.url, m.why))
+        .chain(
+            d.realm_error
+                .iter()
+                .filter(|e| hit(e))
+                .map(|e| format!("realm discovery: {e}")),
+        )
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    Some((
+        if d.endpoint.is_none() { Severity::Critical } else { Severity::Warning },
+        "the proxy requires authentication (HTTP 407 Proxy Authentication Required): requests did not get past it".into(),
+        "Corporate proxies often want NTLM/Negotiate, which this tool does not do: ask for a proxy exception (NO_PROXY) for the Exchange and Autodiscover hosts, or run through a local authenticating proxy with --proxy URL.".into(),
+        lines,
+    ))
+}
+
 /// `tls_failure` for each host whose diagnostic handshake failed: the error, the hint, and
 /// one evidence line per certificate of the chain. Critical when it blocks the endpoint.
 pub(super) fn tls_failures(

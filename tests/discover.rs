@@ -1104,3 +1104,81 @@ async fn the_discover_command_prints_the_step_tree_and_the_endpoint() {
     }
     assert!(w.received().await.iter().all(|(_, _, _, a)| a.is_none()));
 }
+
+/// A proxy that wants credentials the probe does not have: every request (a CONNECT for
+/// https) gets 407 with Negotiate/NTLM, as corporate proxies answer.
+async fn proxy_407() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = listener.accept().await {
+            let seen = s2.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = c.read(&mut buf).await.unwrap_or(0);
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let _ = c
+                    .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Negotiate\r\nProxy-Authenticate: NTLM\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_407_is_reported_as_such() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    let (proxy, seen) = proxy_407().await;
+    let r = w
+        .probe_basic("j.smith@contoso.example", &["--proxy", &proxy])
+        .await;
+    assert_eq!(r.endpoint, None);
+    let c = &r.diagnoses[0];
+    assert_eq!(c.code.as_str(), "connection_failed", "{:#?}", r.diagnoses);
+    assert!(c.summary.contains("HTTP 407"), "{}", c.summary);
+    assert!(c.remedy.contains("NO_PROXY"), "{}", c.remedy);
+    assert!(
+        c.evidence
+            .iter()
+            .any(|e| e.contains("POX") && e.contains("proxy authorization required")),
+        "{:#?}",
+        c.evidence
+    );
+    assert_eq!(
+        autodiscover_failed(&r).severity,
+        ews_probe::diagnose::Status::Critical
+    );
+    assert!(
+        !autodiscover_failed(&r).summary.contains("for url ("),
+        "the step already names the URL"
+    );
+    // The proxy never saw a credential: no Authorization and no Proxy-Authorization.
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|q| q.starts_with("CONNECT contoso.example:")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|q| !q.to_ascii_lowercase().contains("authorization:")),
+        "{seen:?}"
+    );
+    // And no target server was reached.
+    w.assert_no_leak(
+        &[],
+        &[
+            "contoso.example",
+            "autodiscover.contoso.example",
+            "outlook.office365.com",
+        ],
+    )
+    .await;
+}

@@ -146,6 +146,34 @@ fn header(name: &str, value: &str) -> Header {
     }
 }
 
+/// A transport error without reqwest's `for url (…)` part: the URL is already in the step.
+fn tidy(e: &TransportError) -> String {
+    let mut m = e.to_string();
+    while let Some(i) = m.find(" for url (") {
+        let rest = &m[i + 10..];
+        let mut depth = 1usize;
+        let mut end = None;
+        for (j, c) in rest.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(i + 10 + j + 1);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        match end {
+            Some(e) => m.replace_range(i..e, ""),
+            None => break,
+        }
+    }
+    m
+}
+
 fn domain_of(address: &str) -> String {
     address
         .rsplit_once('@')
@@ -202,7 +230,7 @@ impl<'a> Walk<'a> {
                     None,
                     Some(f),
                     e.elapsed,
-                    format!("{line}: {}", r.text(&e.to_string())),
+                    format!("{line}: {}", r.text(&tidy(e))),
                 )
             }
         };
@@ -448,7 +476,7 @@ impl<'a> Walk<'a> {
                 (false, String::new())
             }
             Err(e) => {
-                self.d.realm_error = Some(e.to_string());
+                self.d.realm_error = Some(tidy(e));
                 (false, String::new())
             }
         };
@@ -558,7 +586,7 @@ impl<'a> Walk<'a> {
                 .await;
             match &out {
                 Err(e) => {
-                    let why = e.to_string();
+                    let why = tidy(e);
                     let tls = e.kind == FailureKind::Tls;
                     self.record(id, line, &out, false, "");
                     if tls {
@@ -676,7 +704,7 @@ impl<'a> Walk<'a> {
             }
             match &out {
                 Err(e) => {
-                    let why = e.to_string();
+                    let why = tidy(e);
                     let tls = e.kind == FailureKind::Tls;
                     self.record(id, line, &out, false, "");
                     if tls {
@@ -810,7 +838,7 @@ impl<'a> Walk<'a> {
                 Next::Failed(why)
             }
             Err(e) => {
-                let why = e.to_string();
+                let why = tidy(e);
                 self.record(id, line, &out, false, "");
                 Next::Failed(why)
             }
