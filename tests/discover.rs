@@ -1182,3 +1182,51 @@ async fn a_proxy_407_is_reported_as_such() {
     )
     .await;
 }
+
+/// The standard proxy variables: HTTPS_PROXY sends https through the proxy (407 here), and a
+/// NO_PROXY entry takes a host around it.
+#[tokio::test(flavor = "multi_thread")]
+async fn https_proxy_and_no_proxy_variables_are_honoured() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    w.pox("contoso.example", adxml("pox_settings.xml")).await;
+    let (proxy, seen) = proxy_407().await;
+    let run = |no_proxy: &'static str| {
+        let mut args = vec![
+            "discover".to_string(),
+            "j.smith@contoso.example".to_string(),
+        ];
+        args.extend(w.args.iter().cloned());
+        let proxy = proxy.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("ews-probe"))
+                .args(&args)
+                .args(["--format", "json"])
+                .env("HTTPS_PROXY", &proxy)
+                .env("NO_PROXY", no_proxy)
+                .env_remove("https_proxy")
+                .env_remove("no_proxy")
+                .env_remove("ALL_PROXY")
+                .env_remove("all_proxy")
+                .output()
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        })
+    };
+    let through = run("").await.unwrap();
+    assert_eq!(
+        through["diagnoses"][0]["code"], "connection_failed",
+        "{through:#}"
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|q| q.starts_with("CONNECT "))
+    );
+    let around = run("outlook.office365.com,contoso.example").await.unwrap();
+    assert_eq!(
+        around["endpoint"], "https://mail.contoso.example/EWS/Exchange.asmx",
+        "{around:#}"
+    );
+}
