@@ -723,3 +723,54 @@ fn a_pipe_in_the_mailbox_cannot_start_nagios_perfdata() {
     assert!(!status.contains('|'), "{first}");
     assert!(perf.starts_with("'total'="), "{perf}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// discover: bad input exits 3 before any request
+
+#[test]
+fn discover_with_a_bad_connect_to_exits_3() {
+    assert_usage_error(
+        &[
+            "discover",
+            "a@contoso.example",
+            "--connect-to",
+            "contoso.example:443:127.0.0.1",
+        ],
+        &["HOST:PORT:ADDR:PORT2"],
+    );
+}
+
+#[test]
+fn discover_with_a_non_http_realm_url_exits_3() {
+    assert_usage_error(
+        &[
+            "discover",
+            "a@contoso.example",
+            "--realm-url",
+            "ftp://login.example",
+        ],
+        &["--realm-url", "ftp://login.example"],
+    );
+    assert_usage_error(
+        &[
+            "discover",
+            "a@contoso.example",
+            "--autodiscover-v2-url",
+            "not a url",
+        ],
+        &["--autodiscover-v2-url"],
+    );
+}
+
+#[test]
+fn discover_with_a_bad_address_exits_3() {
+    assert_usage_error(&["discover", "no-at-sign"], &["no-at-sign"]);
+}
+
+#[test]
+fn discover_takes_no_credentials() {
+    assert_usage_error(
+        &["discover", "a@contoso.example", "--password-env", "X"],
+        &["--password-env"],
+    );
+}
