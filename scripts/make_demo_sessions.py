@@ -120,6 +120,7 @@ ONPREM_EX = "https://mail.contoso.example/EWS/Exchange.asmx"
 scenario("onprem-found-by-autodiscover", "No EWS URL given: realm discovery (no Entra ID tenant), Autodiscover v2 has no answer, the website has no Autodiscover, autodiscover.<domain> challenges, Basic after the challenge gets the POX settings; every feature available at the discovered on-premises endpoint",
          "j.smith@contoso.example", None, "basic",
          [("discover.realm", json_exchange("autodiscover/realm_unknown.json"), 96.0),
+          ("discover.credential_type", json_exchange("autodiscover/credential_type_none.json"), 104.0),
           ("autodiscover.01.v2", http_exchange("http/autodiscover_v2_404.http"), 88.0),
           ("autodiscover.02.pox", http_exchange("http/iis_404_html.http"), 35.2),
           ("autodiscover.03.pox", http_exchange("http/autodiscover_401_challenge.http"), 12.1),

@@ -37,6 +37,40 @@ pub(super) fn account_basis(d: &Discovery, kind: &mut AccountKind, basis: &mut V
     } else if let Some(e) = &d.realm_error {
         basis.push(format!("realm discovery gave no answer ({e})"));
     }
+    let no_tenant = d
+        .realm
+        .as_ref()
+        .is_none_or(|r| r.namespace == Namespace::Unknown);
+    match d.credential_type {
+        Some(0) => basis.push(
+            "GetCredentialType: a Microsoft Entra ID (work or school) account has this address"
+                .into(),
+        ),
+        Some(1) => basis.push(
+            "GetCredentialType: no Microsoft Entra ID account has this address".into(),
+        ),
+        Some(5) => {
+            if no_tenant && *kind == AccountKind::Unknown {
+                *kind = AccountKind::Consumer;
+            }
+            basis.push(
+                "GetCredentialType: the address signs in with another identity provider: a personal Microsoft account (IfExistsResult 5), not a work account"
+                    .into(),
+            );
+        }
+        Some(6) => basis.push(
+            "GetCredentialType: both a work or school account and a personal Microsoft account use this address"
+                .into(),
+        ),
+        Some(n) => basis.push(format!(
+            "GetCredentialType gave no verdict (IfExistsResult {n}: throttled or server error)"
+        )),
+        None => {
+            if let Some(e) = &d.credential_type_error {
+                basis.push(format!("GetCredentialType gave no answer ({e})"));
+            }
+        }
+    }
     if let (Some(e), Some(m)) = (&d.endpoint, &d.found_by) {
         basis.push(format!("{m} named the EWS endpoint {e}"));
     }

@@ -195,10 +195,26 @@ impl World {
             .await;
     }
 
+    /// Realm discovery answers: getuserrealm from `fixture`, GetCredentialType "no such
+    /// account" for an unknown realm, "work account exists" otherwise.
     async fn realm(&self, fixture: &str) {
+        let ct = if fixture.contains("unknown") {
+            "credential_type_none.json"
+        } else {
+            "credential_type_work.json"
+        };
+        self.realm_with(fixture, ct).await;
+    }
+
+    async fn realm_with(&self, fixture: &str, ct: &str) {
         Mock::given(method("GET"))
             .and(path("/getuserrealm.srf"))
             .respond_with(json(fixture))
+            .mount(&self.realm)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/common/GetCredentialType"))
+            .respond_with(json(ct))
             .mount(&self.realm)
             .await;
     }
@@ -342,6 +358,11 @@ async fn discover_finds_the_endpoint_by_pox_and_sends_no_credentials() {
     // realm, v2 (404 from the Exchange Online stand-in), POX at the domain: in that order.
     let steps = ids(&r);
     assert!(steps[0].starts_with("discover.realm Pass"), "{steps:?}");
+    assert!(
+        steps[1].starts_with("discover.credential_type Pass"),
+        "{steps:?}"
+    );
+    let steps = steps[1..].to_vec();
     assert!(steps[1].starts_with("autodiscover.01.v2 Fail"), "{steps:?}");
     assert!(
         steps[2].starts_with("autodiscover.02.pox Pass"),
@@ -356,9 +377,9 @@ async fn discover_finds_the_endpoint_by_pox_and_sends_no_credentials() {
             "net.mail.contoso.example.tls Pass"
         ]
     );
-    assert_eq!(r.steps[3].detail, "mail.contoso.example → 127.0.0.1");
-    assert_eq!(r.steps[3].kind, StepKind::Dns);
-    let tls = &r.steps[5].detail;
+    assert_eq!(r.steps[4].detail, "mail.contoso.example → 127.0.0.1");
+    assert_eq!(r.steps[4].kind, StepKind::Dns);
+    let tls = &r.steps[6].detail;
     assert!(
         tls.starts_with("TLSv1_3")
             && tls.contains("CN=mail.contoso.example")
@@ -368,7 +389,7 @@ async fn discover_finds_the_endpoint_by_pox_and_sends_no_credentials() {
     );
     assert!(r.steps.iter().all(|s| s.kind != StepKind::Ews));
     assert!(
-        r.steps[2]
+        r.steps[3]
             .detail
             .contains("https://contoso.example/autodiscover/autodiscover.xml")
     );
@@ -690,7 +711,12 @@ async fn v2_json_answer_wins_first() {
         r.endpoint.as_deref(),
         Some("https://outlook.office365.com/EWS/Exchange.asmx")
     );
-    assert_eq!(r.steps.len(), 5, "realm, v2, dns, tcp, tls: {:?}", ids(&r));
+    assert_eq!(
+        r.steps.len(),
+        6,
+        "realm, credential type, v2, dns, tcp, tls: {:?}",
+        ids(&r)
+    );
     assert_eq!(w.count("contoso.example").await, 0);
     assert_eq!(r.account.kind, ews_probe::target::AccountKind::WorkOrSchool);
 }
@@ -740,11 +766,21 @@ async fn realm_answers_give_the_account_kind_and_basis() {
         (
             "realm_unknown.json",
             "unknown",
-            "no Microsoft Entra ID tenant",
+            "no Microsoft Entra ID account has this address",
+        ),
+        (
+            "consumer",
+            "consumer",
+            "a personal Microsoft account (IfExistsResult 5)",
         ),
     ] {
         let w = World::new().await;
-        w.realm(fx).await;
+        if fx == "consumer" {
+            w.realm_with("realm_unknown.json", "credential_type_personal.json")
+                .await;
+        } else {
+            w.realm(fx).await;
+        }
         let r = w.discover("adele@contoso.example", &[]).await;
         assert_eq!(serde_json::to_value(r.account.kind).unwrap(), kind, "{fx}");
         assert!(
@@ -1229,4 +1265,65 @@ async fn https_proxy_and_no_proxy_variables_are_honoured() {
         around["endpoint"], "https://mail.contoso.example/EWS/Exchange.asmx",
         "{around:#}"
     );
+}
+
+/// A personal Microsoft account on a custom domain (no consumer domain to go by): realm
+/// discovery says so before any credential is sent, and EWS's refusal is then the consumer
+/// diagnosis.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_personal_account_on_a_custom_domain_is_identified_by_realm_discovery() {
+    let w = World::new().await;
+    w.realm_with("realm_unknown.json", "credential_type_personal.json")
+        .await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/autodiscover/autodiscover.json/v1.0/jamie@fabrikam.example",
+        ))
+        .respond_with(json("v2_exo.json"))
+        .mount(w.host("outlook.office365.com"))
+        .await;
+    on(
+        w.host("outlook.office365.com"),
+        CONNECTIVITY,
+        http("consumer_403_empty.http"),
+    )
+    .await;
+    let mut tok = tempfile::NamedTempFile::new().unwrap();
+    writeln!(tok, "personal-token-value").unwrap();
+    let tp = tok.path().display().to_string();
+    let mut args: Vec<&str> = vec![
+        "jamie@fabrikam.example",
+        "--auth",
+        "bearer",
+        "--token-file",
+        &tp,
+    ];
+    args.extend(w.args.iter().map(String::as_str));
+    let r = w.probe(&args).await;
+    assert_eq!(r.account.kind, ews_probe::target::AccountKind::Consumer);
+    assert_eq!(
+        codes(&r)[0],
+        "consumer_account_no_ews",
+        "{:#?}",
+        r.diagnoses
+    );
+    let ct = r
+        .steps
+        .iter()
+        .position(|s| s.id == "discover.credential_type")
+        .unwrap();
+    let first_ews = r
+        .steps
+        .iter()
+        .position(|s| s.kind == StepKind::Ews)
+        .unwrap();
+    assert!(ct < first_ews);
+    // The GetCredentialType body names the address and nothing secret.
+    let q = w.realm.received_requests().await.unwrap();
+    let body = String::from_utf8_lossy(&q[1].body).into_owned();
+    assert_eq!(
+        body,
+        r#"{"isOtherIdpSupported":true,"username":"jamie@fabrikam.example"}"#
+    );
+    assert!(q.iter().all(|x| x.headers.get("authorization").is_none()));
 }

@@ -293,6 +293,21 @@ pub fn parse_realm(body: &[u8]) -> Result<Realm, String> {
     })
 }
 
+/// The body of `POST /common/GetCredentialType` (research/ews-protocol.md §4.5 item 4).
+pub fn credential_type_request(address: &str) -> String {
+    serde_json::json!({ "username": address, "isOtherIdpSupported": true }).to_string()
+}
+
+/// Reads `GetCredentialType`'s `IfExistsResult`: 0 a work or school account exists, 1 none,
+/// 5 the address belongs to another identity provider (a personal Microsoft account), 6 both.
+pub fn parse_credential_type(body: &[u8]) -> Result<i64, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| short(&format!("not JSON: {e}")))?;
+    v.get("IfExistsResult")
+        .and_then(|x| x.as_i64())
+        .ok_or_else(|| "no IfExistsResult".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,6 +392,23 @@ mod tests {
         let u = parse_realm(&fx("realm_unknown.json")).unwrap();
         assert_eq!(u.namespace, Namespace::Unknown);
         assert!(parse_realm(b"{}").is_err());
+    }
+
+    #[test]
+    fn credential_type_answers() {
+        assert_eq!(
+            parse_credential_type(&fx("credential_type_personal.json")),
+            Ok(5)
+        );
+        assert_eq!(
+            parse_credential_type(&fx("credential_type_work.json")),
+            Ok(0)
+        );
+        assert!(parse_credential_type(b"{}").is_err());
+        assert_eq!(
+            credential_type_request("a\"b@c.example"),
+            r#"{"isOtherIdpSupported":true,"username":"a\"b@c.example"}"#
+        );
     }
 
     #[test]

@@ -77,6 +77,10 @@ pub struct Discovery {
     pub realm: Option<Realm>,
     /// Why realm discovery gave no answer, when it did not.
     pub realm_error: Option<String>,
+    /// `GetCredentialType`'s `IfExistsResult` for the address.
+    pub credential_type: Option<i64>,
+    /// Why `GetCredentialType` gave no answer, when it did not.
+    pub credential_type_error: Option<String>,
     /// Whether Autodiscover ran.
     pub autodiscover: bool,
     /// The EWS URL found.
@@ -477,6 +481,46 @@ impl<'a> Walk<'a> {
             }
             Err(e) => {
                 self.d.realm_error = Some(tidy(e));
+                (false, String::new())
+            }
+        };
+        self.record(id, line, &out, pass, &note);
+
+        // GetCredentialType: whether the address itself is a work or a personal account.
+        let mut u = base.clone();
+        u.set_path("/common/GetCredentialType");
+        u.set_query(None);
+        let id = "discover.credential_type".to_string();
+        let line = format!("POST {u}");
+        let out = self
+            .send(
+                &id,
+                Method::Post,
+                &u,
+                vec![
+                    header("Content-Type", "application/json; charset=utf-8"),
+                    header("Accept", "application/json"),
+                ],
+                Some(answer::credential_type_request(self.cfg.mailbox.address())),
+            )
+            .await;
+        let (pass, note) = match &out {
+            Ok(r) if r.status == 200 => match answer::parse_credential_type(&r.body) {
+                Ok(n) => {
+                    self.d.credential_type = Some(n);
+                    (true, format!("IfExistsResult {n}"))
+                }
+                Err(e) => {
+                    self.d.credential_type_error = Some(e.clone());
+                    (false, e)
+                }
+            },
+            Ok(r) => {
+                self.d.credential_type_error = Some(format!("HTTP {}", r.status));
+                (false, String::new())
+            }
+            Err(e) => {
+                self.d.credential_type_error = Some(tidy(e));
                 (false, String::new())
             }
         };
