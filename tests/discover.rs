@@ -530,8 +530,15 @@ async fn trust_host_allows_the_named_host_only() {
     let r = w
         .discover("j.smith@contoso.example", &["--trust-host", "evil.example"])
         .await;
-    // evil.example was asked (it is trusted now) and named an EWS URL in contoso.example.
-    assert_eq!(w.count("evil.example").await, 1);
+    // evil.example was asked (it is trusted now) and named an EWS URL in contoso.example;
+    // the redirected request is still the same POST with the same body.
+    let got = w.host("evil.example").received_requests().await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].method.to_string(), "POST");
+    assert!(
+        String::from_utf8_lossy(&got[0].body)
+            .contains("<EMailAddress>j.smith@contoso.example</EMailAddress>")
+    );
     assert_eq!(
         r.endpoint.as_deref(),
         Some("https://mail.contoso.example/EWS/Exchange.asmx")
@@ -1102,8 +1109,23 @@ async fn the_discover_command_prints_the_step_tree_and_the_endpoint() {
     w.realm("realm_managed.json").await;
     w.pox("autodiscover.contoso.example", adxml("pox_settings.xml"))
         .await;
+    // Realm discovery by name, pinned to the loopback server with curl-style --resolve.
+    let port = w.realm.address().port();
     let mut args = vec!["discover".to_string(), "adele@contoso.example".to_string()];
-    args.extend(w.args.iter().cloned());
+    let mut it = w.args.iter().cloned();
+    while let Some(a) = it.next() {
+        if a == "--realm-url" {
+            it.next();
+            continue;
+        }
+        args.push(a);
+    }
+    args.extend([
+        "--realm-url".to_string(),
+        format!("http://login.contoso.example:{port}"),
+        "--resolve".to_string(),
+        format!("login.contoso.example:{port}:127.0.0.1"),
+    ]);
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("ews-probe"))
             .args(&args)
@@ -1139,6 +1161,11 @@ async fn the_discover_command_prints_the_step_tree_and_the_endpoint() {
         assert!(text.contains(id), "{id} missing:\n{text}");
     }
     assert!(w.received().await.iter().all(|(_, _, _, a)| a.is_none()));
+    let realm = w.realm.received_requests().await.unwrap();
+    assert_eq!(
+        realm[0].headers.get("host").unwrap(),
+        &format!("login.contoso.example:{port}")
+    );
 }
 
 /// A proxy that wants credentials the probe does not have: every request (a CONNECT for

@@ -100,6 +100,10 @@ impl Report {
     pub fn headline(&self) -> String {
         match self.diagnoses.first() {
             Some(d) => format!("{}: {}", d.code.as_str(), d.summary),
+            None if !self.steps.iter().any(|s| s.kind == StepKind::Ews) => match &self.endpoint {
+                Some(e) => format!("EWS endpoint {e} (no EWS request sent)"),
+                None => "no EWS endpoint".to_string(),
+            },
             None => {
                 let ok = self
                     .features
