@@ -1354,3 +1354,98 @@ async fn a_personal_account_on_a_custom_domain_is_identified_by_realm_discovery(
     );
     assert!(q.iter().all(|x| x.headers.get("authorization").is_none()));
 }
+
+/// Answers the authenticated POX POST with the settings plus an echo of the credential it got
+/// (in a header and in an XML comment), so any output path that forgot redaction would show it.
+struct EchoPox;
+impl wiremock::Respond for EchoPox {
+    fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+        let auth = req
+            .headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap_or("").to_string())
+            .unwrap_or_default();
+        let body = fixture("autodiscover/pox_settings.xml").replace(
+            "</Autodiscover>",
+            &format!("<!-- you sent {auth} --></Autodiscover>"),
+        );
+        ResponseTemplate::new(200)
+            .insert_header("x-echo-authorization", auth.as_str())
+            .set_body_raw(body, "text/xml; charset=utf-8")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_in_any_output_of_a_discovering_probe() {
+    use base64::Engine;
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    Mock::given(method("POST"))
+        .and(path("/autodiscover/autodiscover.xml"))
+        .and(wiremock::matchers::header_exists("authorization"))
+        .respond_with(EchoPox)
+        .with_priority(1)
+        .mount(w.host("contoso.example"))
+        .await;
+    w.pox(
+        "contoso.example",
+        ResponseTemplate::new(401).insert_header("www-authenticate", "Basic realm=\"x\""),
+    )
+    .await;
+    healthy(w.host("mail.contoso.example")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let mut pw = tempfile::NamedTempFile::new().unwrap();
+    writeln!(pw, "{PASSWORD}").unwrap();
+    let mut args: Vec<String> = [
+        "probe",
+        "j.smith@contoso.example",
+        "--auth",
+        "basic",
+        "--password-file",
+        pw.path().to_str().unwrap(),
+        "-vv",
+        "--format",
+        "json",
+        "--record",
+        bundle.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(w.args.iter().cloned());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("ews-probe"))
+            .args(&args)
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let b64 = base64::engine::general_purpose::STANDARD
+        .encode(format!("j.smith@contoso.example:{PASSWORD}"));
+    let mut recorded = String::new();
+    for e in std::fs::read_dir(&bundle).unwrap() {
+        recorded.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap_or_default());
+    }
+    // The echo really happened (so the check below means something) …
+    assert!(
+        stderr.contains("x-echo-authorization: Basic [redacted]")
+            || stderr.contains("x-echo-authorization: [redacted]"),
+        "{stderr}"
+    );
+    // … and no output holds the password or its Basic form.
+    for (what, text) in [
+        ("stdout", &stdout),
+        ("stderr", &stderr),
+        ("bundle", &recorded),
+    ] {
+        assert!(!text.contains(PASSWORD), "{what} leaks the password");
+        assert!(!text.contains(&b64), "{what} leaks the Basic credential");
+    }
+}
