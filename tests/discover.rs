@@ -1449,3 +1449,45 @@ async fn no_secret_in_any_output_of_a_discovering_probe() {
         assert!(!text.contains(&b64), "{what} leaks the Basic credential");
     }
 }
+
+/// After an authenticated answer redirects, the next host is asked without credentials again
+/// (they are never carried along a redirect), and a foreign host further down gets nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_never_follow_a_redirect() {
+    let w = World::new().await;
+    w.realm("realm_unknown.json").await;
+    Mock::given(method("POST"))
+        .and(path("/autodiscover/autodiscover.xml"))
+        .and(wiremock::matchers::header_exists("authorization"))
+        .respond_with(redirect(
+            "https://autodiscover.contoso.example/autodiscover/autodiscover.xml",
+        ))
+        .with_priority(1)
+        .mount(w.host("contoso.example"))
+        .await;
+    w.pox(
+        "contoso.example",
+        ResponseTemplate::new(401).insert_header("www-authenticate", "Basic realm=\"x\""),
+    )
+    .await;
+    w.pox(
+        "autodiscover.contoso.example",
+        redirect("https://evil.example/autodiscover/autodiscover.xml"),
+    )
+    .await;
+    w.pox("evil.example", adxml("pox_settings.xml")).await;
+    let r = w.probe_basic("j.smith@contoso.example", &[]).await;
+    assert_eq!(r.endpoint, None);
+    let first = &w
+        .host("autodiscover.contoso.example")
+        .received_requests()
+        .await
+        .unwrap()[0];
+    assert!(
+        first.headers.get("authorization").is_none(),
+        "a redirect must not carry the credential"
+    );
+    assert_eq!(w.count("evil.example").await, 0);
+    w.assert_no_leak(&["contoso.example"], &["evil.example"])
+        .await;
+}
