@@ -610,7 +610,11 @@ impl<'a> Walk<'a> {
     /// following 3xx by hand.
     async fn v2(&mut self, address: &str) -> Next {
         let mut u = self.cfg.v2_url.clone();
-        u.set_path(&format!("/autodiscover/autodiscover.json/v1.0/{address}"));
+        u.set_path("/autodiscover/autodiscover.json/v1.0");
+        // One path segment, whatever the local part holds ('/', '?', '#' are legal there).
+        if let Ok(mut seg) = u.path_segments_mut() {
+            seg.push(address);
+        }
         u.query_pairs_mut().clear().append_pair("Protocol", "EWS");
         let method = "Autodiscover v2 (JSON)";
         loop {
