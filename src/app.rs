@@ -251,6 +251,28 @@ async fn pipeline(
             .and_then(|e| url::Url::parse(e).ok());
     }
     let mut ev = probe::run(&cfg, t).await;
+    // An EWS TLS failure: a credential-free diagnostic handshake shows the chain (live only).
+    let mut disc = disc;
+    let mut dsteps = dsteps;
+    if let (Some(opts), Some(ep)) = (&plan.network, &cfg.endpoint)
+        && !t.is_replay()
+        && ep.scheme() == "https"
+        && ev.steps.iter().any(|s| {
+            s.failure
+                .as_ref()
+                .is_some_and(|f| f.kind == crate::transport::FailureKind::Tls)
+        })
+        && let (Some(host), Some(port)) = (ep.host_str(), ep.port_or_known_default())
+        && !disc
+            .as_ref()
+            .is_some_and(|d| d.network.iter().any(|n| n.host == host && n.port == port))
+    {
+        let n = discover::network::check(opts, host, port).await;
+        dsteps.extend(discover::network::steps(&n));
+        disc.get_or_insert_with(discover::Discovery::default)
+            .network
+            .push(n);
+    }
     if disc.is_some() {
         let before = crate::util::millis(discover::duration(&dsteps));
         ev.duration_ms = if t.is_replay() {
@@ -305,8 +327,8 @@ pub async fn probe_with(
         ..HttpOptions::default()
     };
     let mut plan = plan;
+    plan.network = net_options(&opts, a.timeout);
     if plan.autodiscover {
-        plan.network = net_options(&opts, a.timeout);
         plan.srv = Some(srv);
     }
     let client = Arc::new(HttpClient::new(&opts)?);

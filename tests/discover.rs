@@ -1491,3 +1491,52 @@ async fn credentials_never_follow_a_redirect() {
     w.assert_no_leak(&["contoso.example"], &["evil.example"])
         .await;
 }
+
+/// With `--ews-url` too, a TLS failure of the EWS request gets the diagnostic handshake: the
+/// chain and the hint are in `tls_failure`, and no EWS request got through.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ews_url_with_an_unknown_ca_shows_the_chain() {
+    let w = World::new().await;
+    healthy(w.host("mail.contoso.example")).await;
+    // The routes, without --ca-file (the test CA is unknown here) and without --realm-url
+    // (with --ews-url, realm discovery runs only when asked).
+    let mut routes: Vec<String> = w.args.iter().skip(2).cloned().collect();
+    let i = routes.iter().position(|a| a == "--realm-url").unwrap();
+    routes.drain(i..i + 2);
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(f, "{PASSWORD}").unwrap();
+    let pw = f.path().display().to_string();
+    let mut args: Vec<&str> = vec![
+        "j.smith@contoso.example",
+        "--ews-url",
+        "https://mail.contoso.example/EWS/Exchange.asmx",
+        "--auth",
+        "basic",
+        "--password-file",
+        &pw,
+    ];
+    args.extend(routes.iter().map(String::as_str));
+    let r = w.probe(&args).await;
+    assert_eq!(codes(&r)[0], "tls_failure", "{:#?}", r.diagnoses);
+    let t = &r.diagnoses[0];
+    assert!(t.summary.contains("unknown issuer"), "{}", t.summary);
+    assert!(
+        t.evidence
+            .iter()
+            .any(|e| e.contains("certificate 1: subject CN=mail.contoso.example")),
+        "{:#?}",
+        t.evidence
+    );
+    assert!(
+        t.evidence
+            .iter()
+            .any(|e| e.starts_with("ews.get_folder.msgfolderroot")),
+        "the EWS step is evidence too: {:#?}",
+        t.evidence
+    );
+    assert_eq!(r.exit_code, 2);
+    // No discovery ran (the URL was given), only the handshake steps before the EWS tree.
+    assert_eq!(r.steps[0].id, "net.mail.contoso.example.dns");
+    assert!(w.realm.received_requests().await.unwrap().is_empty());
+    assert_eq!(w.count("mail.contoso.example").await, 0);
+}

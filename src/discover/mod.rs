@@ -371,76 +371,7 @@ impl<'a> Walk<'a> {
             return;
         }
         let n = network::check(&opts, &host, port).await;
-        let step = |id: String, kind: StepKind, ok: bool, ms: f64, detail: String| Step {
-            id,
-            kind,
-            operation: None,
-            outcome: if ok { Outcome::Pass } else { Outcome::Fail },
-            duration_ms: ms,
-            http: None,
-            soap: None,
-            body_error: None,
-            failure: None,
-            attempts: Default::default(),
-            skipped: None,
-            detail,
-        };
-        let base = format!("net.{host}");
-        match &n.dns_error {
-            Some(e) => {
-                self.steps.push(step(
-                    format!("{base}.dns"),
-                    StepKind::Dns,
-                    false,
-                    0.0,
-                    format!("{host}: {e}"),
-                ));
-            }
-            None => {
-                self.steps.push(step(
-                    format!("{base}.dns"),
-                    StepKind::Dns,
-                    true,
-                    0.0,
-                    format!("{host} → {}", n.addresses.join(", ")),
-                ));
-                match (&n.connect_error, n.connect_ms) {
-                    (Some(e), _) => self.steps.push(step(
-                        format!("{base}.tcp"),
-                        StepKind::Tcp,
-                        false,
-                        0.0,
-                        format!("port {port}: {e}"),
-                    )),
-                    (None, ms) => {
-                        self.steps.push(step(
-                            format!("{base}.tcp"),
-                            StepKind::Tcp,
-                            true,
-                            ms.unwrap_or(0.0),
-                            format!("connected to port {port}"),
-                        ));
-                        let leaf = n.chain.first().map(|c| c.line()).unwrap_or_default();
-                        let detail = match &n.tls_error {
-                            Some(e) => format!("{}; {}", e, n.tls_hint.as_deref().unwrap_or("")),
-                            None => format!(
-                                "{} {}; {} certificate(s), leaf: {leaf}",
-                                n.tls_version.as_deref().unwrap_or("?"),
-                                n.cipher.as_deref().unwrap_or("?"),
-                                n.chain.len()
-                            ),
-                        };
-                        self.steps.push(step(
-                            format!("{base}.tls"),
-                            StepKind::Tls,
-                            n.tls_error.is_none(),
-                            0.0,
-                            detail,
-                        ));
-                    }
-                }
-            }
-        }
+        self.steps.extend(network::steps(&n));
         self.d.network.push(n);
     }
 

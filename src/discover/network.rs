@@ -244,6 +244,80 @@ async fn addresses(o: &NetOptions, host: &str, port: u16) -> Result<Vec<SocketAd
     }
 }
 
+/// The network facts as report steps: `net.<host>.dns`, `.tcp`, `.tls`, as far as they got.
+pub fn steps(n: &HostNetwork) -> Vec<crate::evidence::Step> {
+    use crate::evidence::{Outcome, Step, StepKind};
+    let step = |id: String, kind: StepKind, ok: bool, ms: f64, detail: String| Step {
+        id,
+        kind,
+        operation: None,
+        outcome: if ok { Outcome::Pass } else { Outcome::Fail },
+        duration_ms: ms,
+        http: None,
+        soap: None,
+        body_error: None,
+        failure: None,
+        attempts: Default::default(),
+        skipped: None,
+        detail,
+    };
+    let (host, port) = (&n.host, n.port);
+    let base = format!("net.{host}");
+    let mut out = Vec::new();
+    if let Some(e) = &n.dns_error {
+        out.push(step(
+            format!("{base}.dns"),
+            StepKind::Dns,
+            false,
+            0.0,
+            format!("{host}: {e}"),
+        ));
+        return out;
+    }
+    out.push(step(
+        format!("{base}.dns"),
+        StepKind::Dns,
+        true,
+        0.0,
+        format!("{host} → {}", n.addresses.join(", ")),
+    ));
+    if let Some(e) = &n.connect_error {
+        out.push(step(
+            format!("{base}.tcp"),
+            StepKind::Tcp,
+            false,
+            0.0,
+            format!("port {port}: {e}"),
+        ));
+        return out;
+    }
+    out.push(step(
+        format!("{base}.tcp"),
+        StepKind::Tcp,
+        true,
+        n.connect_ms.unwrap_or(0.0),
+        format!("connected to port {port}"),
+    ));
+    let leaf = n.chain.first().map(|c| c.line()).unwrap_or_default();
+    let detail = match &n.tls_error {
+        Some(e) => format!("{}; {}", e, n.tls_hint.as_deref().unwrap_or("")),
+        None => format!(
+            "{} {}; {} certificate(s), leaf: {leaf}",
+            n.tls_version.as_deref().unwrap_or("?"),
+            n.cipher.as_deref().unwrap_or("?"),
+            n.chain.len()
+        ),
+    };
+    out.push(step(
+        format!("{base}.tls"),
+        StepKind::Tls,
+        n.tls_error.is_none(),
+        0.0,
+        detail,
+    ));
+    out
+}
+
 /// Runs DNS, TCP and the TLS handshake for `host:port`. Never sends application data.
 pub async fn check(o: &NetOptions, host: &str, port: u16) -> HostNetwork {
     let mut n = HostNetwork {
