@@ -9,12 +9,13 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The built-in demo scenarios (fixtures/sessions/), in the order `demo` lists them.
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "calendar-access-denied",
     "consumer-basic-401",
     "consumer-token-403",
     "healthy-exchange-online",
     "onprem-ntlm-only",
+    "switch-work-to-outlook",
     "tenant-ews-blocked",
     "throttled-then-recovered",
     "wrong-token-audience",
@@ -451,7 +452,7 @@ fn demo_without_argument_runs_every_scenario_as_a_self_check() {
         );
     }
     assert!(!text.contains("FAIL"), "{text}");
-    assert!(text.contains("8 of 8 scenarios"), "{text}");
+    assert!(text.contains("9 of 9 scenarios"), "{text}");
 }
 
 #[test]
@@ -703,7 +704,7 @@ fn demo_nagios_summary_has_a_plugin_first_line() {
     assert_eq!(out.status.code(), Some(0));
     let first = stdout_of(&out).lines().next().unwrap().to_string();
     assert!(
-        first.starts_with("EWS OK - 8 of 8 demo scenarios"),
+        first.starts_with("EWS OK - 9 of 9 demo scenarios"),
         "{first}"
     );
 }
