@@ -498,7 +498,7 @@ fn demo_json_is_an_array_of_every_scenario() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     let v = parse_json(&stdout_of(&out));
     let runs = v.as_array().expect("a JSON array");
-    assert_eq!(runs.len(), 8);
+    assert_eq!(runs.len(), SCENARIOS.len());
     let names: Vec<&str> = runs
         .iter()
         .map(|r| r["scenario"].as_str().expect("scenario name"))
