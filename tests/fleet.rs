@@ -265,11 +265,9 @@ fn interrupted_run_then_resume_has_each_mailbox_once() {
         assert!(t.elapsed() < Duration::from_secs(20), "no progress");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let st = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    // SAFETY: sends SIGINT to the child we spawned and still own (not yet waited for).
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(rc, 0);
     let o = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     // Interrupted: at least unknown; the summary says how many were not started.

@@ -249,6 +249,8 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
         proxy: p.proxy.clone(),
         connect_timeout: Duration::from_secs_f64(p.timeout.min(10.0)),
         read_timeout: Duration::from_secs_f64(p.timeout.min(20.0)),
+        // Each mailbox in flight runs up to 7 checks at once: keep their connections.
+        pool_idle_per_host: (a.per_endpoint as usize * 8).min(a.concurrency as usize * 8),
         ..HttpOptions::default()
     };
     let shared = Arc::new(Shared {
@@ -280,8 +282,12 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
         indicatif::ProgressBar::hidden()
     };
 
+    // Tasks are spawned in a window ahead of the admitted ones, not all at once: memory stays
+    // flat for any input size, and mailboxes of a paused endpoint wait without holding slots.
+    let window = (a.concurrency as usize * 4).max(256);
+    let mut pending = std::mem::take(&mut input.entries).into_iter();
     let mut tasks = tokio::task::JoinSet::new();
-    for e in std::mem::take(&mut input.entries) {
+    let spawn = |tasks: &mut tokio::task::JoinSet<Option<Report>>, e: Entry| {
         let (limits, shared, stop) = (limits.clone(), shared.clone(), stop.clone());
         tasks.spawn(async move {
             let url = e.ews_url.as_ref().or(shared.default_endpoint.as_ref());
@@ -295,10 +301,23 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
             drop(slot);
             Some(report)
         });
-    }
+    };
 
     let mut reports = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
+    loop {
+        while tasks.len() < window {
+            if stop.load(Ordering::SeqCst) {
+                summary.not_started += pending.len() as u64;
+                pending = Vec::new().into_iter();
+            }
+            match pending.next() {
+                Some(e) => spawn(&mut tasks, e),
+                None => break,
+            }
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
         let report = match joined {
             Ok(Some(r)) => r,
             Ok(None) => {
