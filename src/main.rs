@@ -85,14 +85,17 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         }
         Command::Demo(a) => {
             if let Some(name) = &a.scenario
-                && let Some(s) = ews_probe::switch::demo(name).await?
+                && let Some(mut s) = ews_probe::switch::demo(name).await?
             {
+                s.apply_thresholds(&a.out.thresholds());
                 emit(&a.out, &s.render(a.out.format, color(&a.out)))?;
                 return Ok(s.exit_code as u8);
             }
             let runs = app::demo(&a).await?;
             if a.scenario.is_some() {
-                let r = &runs[0].report;
+                let mut r = runs[0].report.clone();
+                a.out.thresholds().apply(&mut r);
+                let r = &r;
                 emit(&a.out, &report::render(r, a.out.format, color(&a.out)))?;
                 return Ok(r.exit_code as u8);
             }

@@ -226,6 +226,14 @@ fn to_auth_str(m: AuthMode) -> &'static str {
 }
 
 impl SwitchReport {
+    /// `-w/-c` on both sides' step latencies; the status is again the worse side's.
+    pub fn apply_thresholds(&mut self, th: &crate::report::range::Thresholds) {
+        th.apply(&mut self.from);
+        th.apply(&mut self.to);
+        self.status = self.from.status.max(self.to.status);
+        self.exit_code = self.status.exit_code();
+    }
+
     pub fn render(&self, format: Format, color: bool) -> String {
         match format {
             Format::Json => {
@@ -470,11 +478,7 @@ pub async fn run(a: &SwitchArgs) -> Result<SwitchReport, AppError> {
         Some(dir) => replay(dir).await?,
         None => live(a).await?,
     };
-    let th = a.out.thresholds();
-    th.apply(&mut r.from);
-    th.apply(&mut r.to);
-    r.status = r.from.status.max(r.to.status);
-    r.exit_code = r.status.exit_code();
+    r.apply_thresholds(&a.out.thresholds());
     Ok(r)
 }
 

@@ -183,3 +183,63 @@ async fn latency_thresholds_set_the_exit_code_and_perfdata() {
     let o = run_blocking(with(&["-w", "20:10"]));
     assert_eq!(o.status.code(), Some(3));
 }
+
+/// On recorded times (deterministic): the healthy demo's steps take 41.5, 46, 47 … 52 ms.
+#[test]
+fn thresholds_on_recorded_times() {
+    let run = |extra: &[&str]| {
+        let mut args = vec!["demo", "healthy-exchange-online", "--format", "nagios"];
+        args.extend_from_slice(extra);
+        let o = bin().args(&args).output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
+    };
+    let (code, out) = run(&["-w", "100", "-c", "200"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("'ews.get_folder.sentitems'=46ms;100;200;0"),
+        "{out}"
+    );
+    assert!(out.contains("'total'=93.5ms;;;0"), "{out}");
+    let (code, out) = run(&["-w", "45"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.starts_with("EWS WARNING"), "{out}");
+    assert!(
+        out.contains("'ews.get_folder.msgfolderroot'=41.5ms;45;;0"),
+        "{out}"
+    );
+    // 51 and 52 ms are over 50: critical, and critical wins over warning.
+    let (code, out) = run(&["-w", "45", "-c", "50"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(
+            "CRITICAL: ews.find_item.calendar_view took 51 ms, outside the critical range 50"
+        ),
+        "{out}"
+    );
+    // Range 40:60 holds every step; @40:42 alerts only on the 41.5 ms connectivity check.
+    assert_eq!(run(&["-c", "40:60"]).0, Some(0));
+    let (code, out) = run(&["-w", "@40:42"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("ews.get_folder.msgfolderroot took 41.5 ms"),
+        "{out}"
+    );
+    // The switch demo takes them too.
+    let o = bin()
+        .args([
+            "demo",
+            "switch-work-to-outlook",
+            "--format",
+            "json",
+            "-c",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["from"]["status"], "critical");
+    assert_eq!(o.status.code(), Some(2));
+}
