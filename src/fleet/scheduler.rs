@@ -106,10 +106,7 @@ pub fn busy_pause(resp: &HttpResponse) -> Option<Duration> {
         // ErrorServerBusy comes as a SOAP fault (HTTP 500) or, rarely, a 200 response message.
         500 | 200 => {
             // Cheap test first: most answers are not busy and need no second parse.
-            let needle = b"ErrorServerBusy";
-            if !resp.body.windows(needle.len()).any(|w| w == needle) {
-                return None;
-            }
+            memchr::memmem::find(&resp.body, b"ErrorServerBusy")?;
             let soap = response::parse(resp.header("content-type"), &resp.body).ok()?;
             soap.codes().any(|c| c == "ErrorServerBusy").then(|| {
                 soap.back_off_ms()
