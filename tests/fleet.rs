@@ -462,3 +462,48 @@ fn usage_errors_exit_3() {
         );
     }
 }
+
+#[test]
+fn the_shared_token_never_shows_in_output_or_traces() {
+    let s = fleet_server::start(0, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "t1@contoso.com\nt2@contoso.com\n").unwrap();
+    let out = dir.path().join("out.ndjson");
+    let token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.fleet-secret-token.sig";
+    let o = bin()
+        .args([
+            "fleet",
+            "--input",
+            input.to_str().unwrap(),
+            "--ews-url",
+            &s.url("healthy", 0),
+            "--auth",
+            "bearer",
+            "--token-env",
+            "FLEET_TEST_TOKEN",
+            "--impersonate",
+            "-vv",
+            "--output",
+            out.to_str().unwrap(),
+        ])
+        .env("FLEET_TEST_TOKEN", token)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("Authorization: Bearer [redacted]"),
+        "the trace shows the header"
+    );
+    for text in [stderr.to_string(), std::fs::read_to_string(&out).unwrap()] {
+        assert!(!text.contains("fleet-secret-token"), "token leaked");
+    }
+    assert_eq!(lines(&out).len(), 2);
+}

@@ -129,7 +129,16 @@ impl Summary {
             let codes: Vec<String> = codes.iter().map(|(k, v)| format!("{k} {v}")).collect();
             s.push_str(&format!("  diagnoses  {}\n", codes.join(", ")));
         }
-        for (f, m) in &self.by_feature {
+        // Features in report order (DESIGN §2), then any others.
+        let order = [
+            "email_tracking",
+            "send_later",
+            "insert_availability",
+            "calendar_sync",
+        ];
+        let mut features: Vec<_> = self.by_feature.iter().collect();
+        features.sort_by_key(|(f, _)| order.iter().position(|o| o == f).unwrap_or(order.len()));
+        for (f, m) in features {
             s.push_str(&format!("  {f:<20} {}\n", join(m)));
         }
         let st = self.status();
