@@ -107,7 +107,7 @@ async fn probe_one(s: &Shared, e: &Entry, ep: Arc<scheduler::Endpoint>) -> Repor
 
 /// Sets `stop` on the first Ctrl-C or SIGTERM; a second one exits at once (every line written
 /// so far is complete and flushed).
-fn watch_signals(stop: Arc<AtomicBool>) {
+fn watch_signals(stop: Arc<AtomicBool>, tell: tokio::sync::watch::Sender<bool>) {
     tokio::spawn(async move {
         let mut n = 0;
         loop {
@@ -130,6 +130,7 @@ fn watch_signals(stop: Arc<AtomicBool>) {
             n += 1;
             if n == 1 {
                 stop.store(true, Ordering::SeqCst);
+                let _ = tell.send(true);
                 eprintln!(
                     "ews-probe: stopping: no new mailboxes; finishing the ones in flight (again to quit now)"
                 );
@@ -266,7 +267,9 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
     });
     let limits = Arc::new(Limits::new(a.concurrency as usize, a.per_endpoint as usize));
     let stop = Arc::new(AtomicBool::new(false));
-    watch_signals(stop.clone());
+    // Mailboxes waiting for admission (a full or paused endpoint) give up at once on a stop.
+    let (tell, stopped) = tokio::sync::watch::channel(false);
+    watch_signals(stop.clone(), tell);
 
     let total = input.entries.len() as u64;
     let bar = if !a.no_progress && std::io::stderr().is_terminal() && total > 0 {
@@ -289,10 +292,19 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
     let mut tasks = tokio::task::JoinSet::new();
     let spawn = |tasks: &mut tokio::task::JoinSet<Option<Report>>, e: Entry| {
         let (limits, shared, stop) = (limits.clone(), shared.clone(), stop.clone());
+        let mut stopped = stopped.clone();
         tasks.spawn(async move {
             let url = e.ews_url.as_ref().or(shared.default_endpoint.as_ref());
             let ep = limits.endpoint(&scheduler::endpoint_key(url));
-            let slot = limits.admit(&ep).await;
+            let slot = tokio::select! {
+                s = limits.admit(&ep) => s,
+                _ = async {
+                    // No signal watcher (it could not be set up): never stops.
+                    if stopped.wait_for(|s| *s).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => None,
+            };
             if slot.is_none() || stop.load(Ordering::SeqCst) {
                 return None;
             }
