@@ -71,6 +71,12 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
             emit(&a.out, &report::render(&r, a.out.format, color(&a.out)))?;
             Ok(r.exit_code as u8)
         }
+        Command::Replay(a) if ews_probe::switch::is_switch_bundle(&a.dir) => {
+            let mut s = ews_probe::switch::replay(&a.dir).await?;
+            s.apply_thresholds(&a.out.thresholds());
+            emit(&a.out, &s.render(a.out.format, color(&a.out)))?;
+            Ok(s.exit_code as u8)
+        }
         Command::Replay(a) => {
             let mut r = app::replay(&a).await?;
             a.out.thresholds().apply(&mut r);

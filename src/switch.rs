@@ -574,7 +574,12 @@ async fn run_switch_bundle(
     Ok(r)
 }
 
-/// `switch --replay DIR`.
+/// Whether `dir` holds a switch bundle (its `session.json` has `"kind": "switch"`).
+pub fn is_switch_bundle(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join(META_FILE)).is_ok_and(|t| session::is_switch(&t))
+}
+
+/// `switch --replay DIR` (and `replay DIR` on a switch bundle).
 pub async fn replay(dir: &Path) -> Result<SwitchReport, AppError> {
     let path = dir.join(META_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| {

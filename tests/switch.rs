@@ -113,6 +113,17 @@ fn demo_switch_scenario_matches_the_replay() {
     )
     .unwrap();
     assert_eq!(steps(&d), steps(&r));
+    // `replay DIR` knows a switch bundle too.
+    let generic: Value = serde_json::from_slice(
+        &Command::cargo_bin("ews-probe")
+            .unwrap()
+            .args(["replay", BUNDLE, "--format", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(steps(&generic), steps(&r));
     assert_eq!(d["title"], r["title"]);
     let nagios = Command::cargo_bin("ews-probe")
         .unwrap()
