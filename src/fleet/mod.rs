@@ -276,7 +276,7 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
             indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} mailboxes {per_sec} eta {eta} {msg}",
+                "{bar:40} {pos}/{len} mailboxes, {elapsed} elapsed, eta {eta}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
