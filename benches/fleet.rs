@@ -133,7 +133,7 @@ fn main() {
     }
     let delayed = server_capacity(&servers, 800, 2.0);
     println!(
-        "  test server alone: {raw:.0} requests/s with no delay (100 clients); {delayed:.0} requests/s with L = {L_MS} ms (800 clients, bound {:.0}); the fleet at its limit needs {:.0}",
+        "  test server alone: {raw:.0} requests/s with no delay ({CONCURRENCY} clients); {delayed:.0} requests/s with L = {L_MS} ms (800 clients, bound {:.0}); the fleet at its limit needs {:.0}",
         800.0 / (L_MS as f64 / 1000.0),
         8.0 * limit
     );
