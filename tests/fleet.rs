@@ -231,6 +231,16 @@ fn shards_cover_the_input_exactly_once_and_concatenate() {
 
 #[test]
 fn interrupted_run_then_resume_has_each_mailbox_once() {
+    interrupted_then_resumed(libc::SIGINT);
+}
+
+/// Kubernetes and systemd stop with SIGTERM: the same orderly stop.
+#[test]
+fn sigterm_stops_like_ctrl_c() {
+    interrupted_then_resumed(libc::SIGTERM);
+}
+
+fn interrupted_then_resumed(signal: libc::c_int) {
     let s = fleet_server::start(60, 0);
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
@@ -265,8 +275,8 @@ fn interrupted_run_then_resume_has_each_mailbox_once() {
         assert!(t.elapsed() < Duration::from_secs(20), "no progress");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: sends SIGINT to the child we spawned and still own (not yet waited for).
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    // SAFETY: signals the child we spawned and still own (not yet waited for).
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
     assert_eq!(rc, 0);
     let o = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
