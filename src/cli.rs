@@ -235,6 +235,13 @@ pub struct SwitchArgs {
     pub to_token_env: Option<String>,
     #[arg(long, value_name = "PATH")]
     pub to_token_file: Option<PathBuf>,
+    /// FROM's settings from a JSON profile (ews_url, auth, user, password_env|password_file,
+    /// token_env|token_file; never a secret itself); --from-* flags win.
+    #[arg(long, value_name = "PATH")]
+    pub from_profile: Option<PathBuf>,
+    /// TO's settings from a JSON profile; --to-* flags win.
+    #[arg(long, value_name = "PATH")]
+    pub to_profile: Option<PathBuf>,
     /// Deadline for each mailbox's probe, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_timeout)]
     pub timeout: f64,

@@ -351,6 +351,49 @@ impl SwitchReport {
     }
 }
 
+/// A side's settings kept in a file (`--from-profile`, `--to-profile`): where and how to
+/// authenticate, and where the secret lives, never the secret itself (unknown keys such as
+/// `password` or `token` are refused).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Profile {
+    ews_url: Option<String>,
+    auth: Option<AuthMode>,
+    user: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<std::path::PathBuf>,
+    token_env: Option<String>,
+    token_file: Option<std::path::PathBuf>,
+}
+
+/// Fills what the flags left open from the profile, if any.
+fn with_profile(
+    mut side: SideCreds,
+    path: Option<&Path>,
+    role: &str,
+) -> Result<SideCreds, AppError> {
+    let Some(path) = path else {
+        return Ok(side);
+    };
+    let bad = |e: String| AppError::Usage(format!("--{role}-profile {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let p: Profile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let flags_give_secret = side.password_env.is_some()
+        || side.password_file.is_some()
+        || side.token_env.is_some()
+        || side.token_file.is_some();
+    side.ews_url = side.ews_url.or(p.ews_url);
+    side.auth = side.auth.or(p.auth);
+    side.user = side.user.or(p.user);
+    if !flags_give_secret {
+        side.password_env = p.password_env;
+        side.password_file = p.password_file;
+        side.token_env = p.token_env;
+        side.token_file = p.token_file;
+    }
+    Ok(side)
+}
+
 /// One side's credentials from its --from-* / --to-* flags. The mode defaults to what the
 /// flags imply: a token source means bearer, a password source basic, nothing means none.
 fn side_credentials(
@@ -490,7 +533,8 @@ async fn live(a: &SwitchArgs) -> Result<SwitchReport, AppError> {
     };
     let from = Mailbox::parse(from)?;
     let to = Mailbox::parse(to)?;
-    let (fs, ts) = (a.side(false), a.side(true));
+    let fs = with_profile(a.side(false), a.from_profile.as_deref(), "from")?;
+    let ts = with_profile(a.side(true), a.to_profile.as_deref(), "to")?;
     let ep = |s: &SideCreds| {
         s.ews_url
             .as_deref()

@@ -287,3 +287,54 @@ fn switch_usage_errors_exit_3() {
         assert_eq!(o.status.code(), Some(3), "{args:?}");
     }
 }
+
+#[tokio::test]
+async fn profiles_carry_each_sides_settings_but_never_a_secret() {
+    let s = server().await;
+    let url = ews_url(&s);
+    let dir = tempfile::tempdir().unwrap();
+    let tok = dir.path().join("to.tok");
+    std::fs::write(&tok, "to-token-consumer\n").unwrap();
+    // SAFETY: set before any thread of this test reads the environment; the name is unique.
+    unsafe { std::env::set_var("SWITCH_P_FROM", "from-token-work") };
+    let from = dir.path().join("from.json");
+    std::fs::write(
+        &from,
+        format!(r#"{{"ews_url": "{url}", "token_env": "SWITCH_P_FROM"}}"#),
+    )
+    .unwrap();
+    let to = dir.path().join("to.json");
+    std::fs::write(
+        &to,
+        format!(
+            r#"{{"ews_url": "{url}", "auth": "bearer", "token_file": "{}"}}"#,
+            tok.display()
+        ),
+    )
+    .unwrap();
+    let r = run_switch(&[
+        "megan@contoso.com",
+        "jamie@outlook.com",
+        "--from-profile",
+        from.to_str().unwrap(),
+        "--to-profile",
+        to.to_str().unwrap(),
+    ])
+    .await
+    .unwrap();
+    assert!(r.logout_reproduced);
+    assert_eq!(r.from.status.label(), "OK");
+    // A profile holding a secret is refused.
+    let leaky = dir.path().join("leaky.json");
+    std::fs::write(&leaky, r#"{"auth": "bearer", "token": "eyJ.secret"}"#).unwrap();
+    let e = run_switch(&[
+        "a@contoso.com",
+        "b@contoso.com",
+        "--to-profile",
+        leaky.to_str().unwrap(),
+    ])
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("unknown field `token`"), "{e}");
+    assert!(!e.to_string().contains("eyJ.secret"));
+}
