@@ -199,6 +199,17 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
         );
     }
 
+    // Secrets first: a missing one must not cost the previous output file.
+    let credentials = match input.entries.first() {
+        Some(e) => crate::app::credentials(p, &e.mailbox)?,
+        None => Credentials::None,
+    };
+    if share(&credentials).is_none() {
+        return Err(AppError::Usage(format!(
+            "--auth {} is not available for fleet yet",
+            credentials.mode().as_str()
+        )));
+    }
     // Resume: what the earlier run wrote counts, and is not probed again.
     let mut sink = match (&p.out.output, format) {
         (Some(path), Format::Json) => {
@@ -232,16 +243,6 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
         _ => None,
     };
 
-    let credentials = match input.entries.first() {
-        Some(e) => crate::app::credentials(p, &e.mailbox)?,
-        None => Credentials::None,
-    };
-    if share(&credentials).is_none() {
-        return Err(AppError::Usage(format!(
-            "--auth {} is not available for fleet yet",
-            credentials.mode().as_str()
-        )));
-    }
     let mut redactor = Redactor::default();
     credentials.register_secrets(&mut redactor);
     let opts = HttpOptions {
