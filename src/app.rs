@@ -43,7 +43,10 @@ pub enum AppError {
 }
 
 /// Checks the EWS URL: https, or http to a loopback address only.
-fn endpoint(raw: &str, pins: &[crate::transport::resolve::Pin]) -> Result<url::Url, AppError> {
+pub(crate) fn endpoint(
+    raw: &str,
+    pins: &[crate::transport::resolve::Pin],
+) -> Result<url::Url, AppError> {
     let u = url::Url::parse(raw)
         .map_err(|e| AppError::Usage(format!("--ews-url '{raw}' is not a URL: {e}")))?;
     if !u.username().is_empty() || u.password().is_some() {
@@ -92,7 +95,7 @@ fn password_source(a: &ProbeArgs, user: &str) -> SecretSource {
     }
 }
 
-fn credentials(a: &ProbeArgs, mailbox: &Mailbox) -> Result<Credentials, AppError> {
+pub(crate) fn credentials(a: &ProbeArgs, mailbox: &Mailbox) -> Result<Credentials, AppError> {
     let has_password = a.password_env.is_some() || a.password_file.is_some() || a.password_stdin;
     let has_token = a.token_env.is_some() || a.token_file.is_some();
     if has_password && !matches!(a.auth, AuthMode::Basic | AuthMode::Ntlm) {
@@ -509,6 +512,14 @@ pub fn scenarios() -> Vec<&'static str> {
     embedded::SCENARIOS.iter().map(|(n, _)| *n).collect()
 }
 
+/// The embedded files of a built-in scenario (a switch scenario's sides are under `from/`, `to/`).
+pub fn embedded_scenario(name: &str) -> Option<&'static [(&'static str, &'static str)]> {
+    embedded::SCENARIOS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, f)| *f)
+}
+
 fn scenario_bundle(name: &str) -> Result<Bundle, AppError> {
     let (n, files) = embedded::SCENARIOS
         .iter()
@@ -576,6 +587,15 @@ pub async fn demo(a: &DemoArgs) -> Result<Vec<DemoRun>, AppError> {
     };
     let mut runs = Vec::new();
     for name in names {
+        if let Some(s) = crate::switch::demo(name).await? {
+            runs.push(DemoRun {
+                name,
+                title: s.title.clone().unwrap_or_default(),
+                check: s.check(),
+                report: s.to,
+            });
+            continue;
+        }
         let bundle = scenario_bundle(name)?;
         let (report, meta) = run_bundle(&bundle).await?;
         let check = match &meta.expect {

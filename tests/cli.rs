@@ -16,6 +16,7 @@ const SCENARIOS: &[&str] = &[
     "healthy-exchange-online",
     "onprem-found-by-autodiscover",
     "onprem-ntlm-only",
+    "switch-work-to-outlook",
     "tenant-ews-blocked",
     "throttled-then-recovered",
     "wrong-token-audience",

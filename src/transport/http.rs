@@ -20,6 +20,8 @@ pub struct HttpOptions {
     pub ca_file: Option<std::path::PathBuf>,
     pub proxy: Option<String>,
     pub user_agent: String,
+    /// Idle connections kept per host (a fleet keeps one per request it may run at once).
+    pub pool_idle_per_host: usize,
 }
 
 impl Default for HttpOptions {
@@ -33,6 +35,7 @@ impl Default for HttpOptions {
             ca_file: None,
             proxy: None,
             user_agent: format!("ews-probe/{}", env!("CARGO_PKG_VERSION")),
+            pool_idle_per_host: 16,
         }
     }
 }
@@ -77,7 +80,7 @@ impl HttpClient {
             .connect_timeout(opts.connect_timeout)
             // A stalled connection (no byte for this long) fails before the overall deadline.
             .read_timeout(opts.read_timeout)
-            .pool_max_idle_per_host(16)
+            .pool_max_idle_per_host(opts.pool_idle_per_host)
             .dns_resolver(resolver.clone());
         if let Some(path) = &opts.ca_file {
             let pem = std::fs::read(path).map_err(|source| ClientError::CaFile {

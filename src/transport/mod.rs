@@ -171,12 +171,16 @@ struct Recorder {
     seq: AtomicU32,
 }
 
+/// Sees every response as it arrives (the fleet's per-endpoint back-off listens here).
+pub type ResponseObserver = Arc<dyn Fn(&HttpResponse) + Send + Sync>;
+
 /// The transport of one run.
 pub struct Transport {
     backend: Backend,
     redactor: Arc<Redactor>,
     recorder: Option<Recorder>,
     deadline: Instant,
+    observer: Option<ResponseObserver>,
 }
 
 impl Transport {
@@ -187,6 +191,7 @@ impl Transport {
             redactor,
             recorder: None,
             deadline: Instant::now() + timeout,
+            observer: None,
         }
     }
 
@@ -197,6 +202,7 @@ impl Transport {
             recorder: None,
             // Replayed time is virtual: no deadline can pass.
             deadline: Instant::now() + Duration::from_secs(86_400),
+            observer: None,
         }
     }
 
@@ -208,6 +214,11 @@ impl Transport {
             seq: AtomicU32::new(0),
         });
         Ok(())
+    }
+
+    /// Calls `f` with every response (before retry decisions are made on it).
+    pub fn observe_responses(&mut self, f: ResponseObserver) {
+        self.observer = Some(f);
     }
 
     pub fn redactor(&self) -> &Redactor {
@@ -266,6 +277,9 @@ impl Transport {
             Err(e) => {
                 tracing::info!(target: "ews_probe::http", key = %req.key, "<- failed: {}", r.text(&e.to_string()));
             }
+        }
+        if let (Some(obs), Ok(resp)) = (&self.observer, &outcome) {
+            obs(resp);
         }
         if let Some(rec) = &self.recorder {
             self.record(rec, req, &outcome);
