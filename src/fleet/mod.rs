@@ -247,6 +247,7 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
     credentials.register_secrets(&mut redactor);
     let opts = HttpOptions {
         pins: p.resolve.clone(),
+        connect_to: p.discovery.connect_to.clone(),
         ca_file: p.ca_file.clone(),
         proxy: p.proxy.clone(),
         connect_timeout: Duration::from_secs_f64(p.timeout.min(10.0)),
