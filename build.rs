@@ -24,17 +24,27 @@ fn main() {
     for dir in dirs {
         println!("cargo:rerun-if-changed={}", dir.display());
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
+        // Files of the scenario, and of its sub-directories one level down (a switch
+        // scenario's `from/` and `to/` bundles), named relative to the scenario.
+        let mut files: Vec<(String, std::path::PathBuf)> = Vec::new();
+        for e in std::fs::read_dir(&dir).unwrap().filter_map(Result::ok) {
+            let p = e.path();
+            let n = e.file_name().to_string_lossy().into_owned();
+            if p.is_file() {
+                files.push((n, p));
+            } else if p.is_dir() {
+                println!("cargo:rerun-if-changed={}", p.display());
+                for s in std::fs::read_dir(&p).unwrap().filter_map(Result::ok) {
+                    if s.path().is_file() {
+                        files.push((format!("{n}/{}", s.file_name().to_string_lossy()), s.path()));
+                    }
+                }
+            }
+        }
         files.sort();
         writeln!(code, "    ({name:?}, &[").unwrap();
-        for f in files {
+        for (fname, f) in files {
             println!("cargo:rerun-if-changed={}", f.display());
-            let fname = f.file_name().unwrap().to_string_lossy().into_owned();
             writeln!(
                 code,
                 "        ({fname:?}, include_str!({:?})),",

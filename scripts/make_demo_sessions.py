@@ -37,8 +37,19 @@ def http_exchange(path):
     return f"# body: fixtures/{path}\n{body}"
 
 
-def scenario(name, title, mailbox, endpoint, auth, exchanges, exit_code, codes, features):
-    d = os.path.join(OUT, name)
+def json_exchange(path, status=200, reason="OK"):
+    text = open(os.path.join(FIX, path)).read()
+    body = "".join(l for l in text.splitlines(keepends=True) if not l.startswith("//"))
+    return f"# body: fixtures/{path}\nHTTP/1.1 {status} {reason}\nContent-Type: application/json; charset=utf-8\n\n{body}"
+
+
+def xml_answer(path):
+    body = open(os.path.join(FIX, path)).read()
+    return f"# body: fixtures/{path}\nHTTP/1.1 200 OK\nContent-Type: text/xml; charset=utf-8\nX-FEServer: EXCH01\n\n{body}"
+
+
+def scenario(name, title, mailbox, endpoint, auth, exchanges, exit_code, codes, features, d=None, discovery=None):
+    d = d or os.path.join(OUT, name)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
     meta = {
@@ -49,9 +60,14 @@ def scenario(name, title, mailbox, endpoint, auth, exchanges, exit_code, codes, 
         "write": False,
         "server_version": "Exchange2013_SP1",
         "started_at": STARTED,
+        **({"discovery": discovery} if discovery else {}),
         "title": title,
         "expect": {"exit_code": exit_code, "codes": codes, "features": features},
     }
+    if title is None:
+        del meta["title"]
+    if exit_code is None:
+        del meta["expect"]
     with open(os.path.join(d, "session.json"), "w") as f:
         json.dump(meta, f, indent=2)
         f.write("\n")
@@ -125,4 +141,41 @@ scenario("onprem-ntlm-healthy", "On-premises Exchange 2016 with NTLM: handshake 
           ("auth.ntlm", http_exchange("http/onprem_ntlm_challenge.http"), 4.2),
           ("auth.ntlm", http_exchange("http/onprem_ntlm_authenticated_200.http"), 9.8)] + healthy(),
          0, [], ALL_AVAILABLE)
+ONPREM_EX = "https://mail.contoso.example/EWS/Exchange.asmx"
+scenario("onprem-found-by-autodiscover", "No EWS URL given: realm discovery (no Entra ID tenant), Autodiscover v2 has no answer, the website has no Autodiscover, autodiscover.<domain> challenges, Basic after the challenge gets the POX settings; every feature available at the discovered on-premises endpoint",
+         "j.smith@contoso.example", None, "basic",
+         [("discover.realm", json_exchange("autodiscover/realm_unknown.json"), 96.0),
+          ("discover.credential_type", json_exchange("autodiscover/credential_type_none.json"), 104.0),
+          ("autodiscover.01.v2", http_exchange("http/autodiscover_v2_404.http"), 88.0),
+          ("autodiscover.02.pox", http_exchange("http/iis_404_html.http"), 35.2),
+          ("autodiscover.03.pox", http_exchange("http/autodiscover_401_challenge.http"), 12.1),
+          ("autodiscover.04.pox_auth", xml_answer("autodiscover/pox_settings.xml"), 61.7)]
+         + [(k, t.replace("AM0PR06CA0096", "EXCH01"), ms) for (k, t, ms) in healthy()],
+         0, [], ALL_AVAILABLE, discovery={"realm": True, "autodiscover": True, "trust_hosts": []})
+
+
+def switch_scenario(name, title, side_from, side_to, exit_code, logout, to_codes):
+    """A switch bundle: session.json of kind "switch"; each side an ordinary bundle in from/, to/."""
+    d = os.path.join(OUT, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    meta = {"schema": "ews-probe.session.v1", "kind": "switch", "title": title,
+            "expect": {"exit_code": exit_code, "logout": logout, "to_codes": to_codes}}
+    with open(os.path.join(d, "session.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+    for sub, (mailbox, endpoint, auth, exchanges) in (("from", side_from), ("to", side_to)):
+        scenario(f"{name} ({sub})", None, mailbox, endpoint, auth, exchanges, None, None, None,
+                 d=os.path.join(d, sub))
+
+
+# The integration signs in to a work mailbox (delegated token, everything works), then the user
+# switches to a personal outlook.com mailbox: the Microsoft account sign-in succeeds and yields a
+# consumer token, but EWS answers 403 with an empty body (fixtures/http/consumer_403_empty.http).
+switch_scenario("switch-work-to-outlook",
+                "Work mailbox, then an outlook.com one in the same session: EWS refuses the consumer mailbox",
+                ("megan.bowen@contoso.onmicrosoft.com", EXO, "bearer", healthy()),
+                ("jamie.doe@outlook.com", EXO, "bearer",
+                 [("ews.get_folder.msgfolderroot", http_exchange("http/consumer_403_empty.http"), 88.1)]),
+                2, True, ["consumer_account_no_ews"])
 print("wrote", sorted(os.listdir(OUT)))

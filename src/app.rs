@@ -4,8 +4,10 @@
 
 use crate::auth::secret::{SecretError, SecretSource};
 use crate::auth::{AuthMode, Credentials};
-use crate::cli::{DemoArgs, ProbeArgs, ReplayArgs};
+use crate::cli::{DemoArgs, DiscoverArgs, DiscoveryArgs, ProbeArgs, ReplayArgs};
 use crate::diagnose;
+use crate::discover::{self, DiscoverConfig, trust::TrustPolicy};
+use crate::evidence::Evidence;
 use crate::ews::RequestContext;
 use crate::probe::{self, ProbeConfig};
 use crate::report::Report;
@@ -45,7 +47,10 @@ pub enum AppError {
 }
 
 /// Checks the EWS URL: https, or http to a loopback address only.
-fn endpoint(raw: &str, pins: &[crate::transport::resolve::Pin]) -> Result<url::Url, AppError> {
+pub(crate) fn endpoint(
+    raw: &str,
+    pins: &[crate::transport::resolve::Pin],
+) -> Result<url::Url, AppError> {
     let u = url::Url::parse(raw)
         .map_err(|e| AppError::Usage(format!("--ews-url '{raw}' is not a URL: {e}")))?;
     if !u.username().is_empty() || u.password().is_some() {
@@ -94,7 +99,7 @@ fn password_source(a: &ProbeArgs, user: &str) -> SecretSource {
     }
 }
 
-fn credentials(a: &ProbeArgs, mailbox: &Mailbox) -> Result<Credentials, AppError> {
+pub(crate) fn credentials(a: &ProbeArgs, mailbox: &Mailbox) -> Result<Credentials, AppError> {
     let has_password = a.password_env.is_some() || a.password_file.is_some() || a.password_stdin;
     let has_token = a.token_env.is_some() || a.token_file.is_some();
     if has_password && !matches!(a.auth, AuthMode::Basic | AuthMode::Ntlm) {
@@ -188,8 +193,163 @@ fn credentials(a: &ProbeArgs, mailbox: &Mailbox) -> Result<Credentials, AppError
     }
 }
 
+/// A base URL flag (`--autodiscover-v2-url`, `--realm-url`), or its default.
+fn base_url(raw: Option<&str>, default: &str, flag: &str) -> Result<url::Url, AppError> {
+    let raw = raw.unwrap_or(default);
+    let u = url::Url::parse(raw)
+        .map_err(|e| AppError::Usage(format!("{flag} '{raw}' is not a URL: {e}")))?;
+    if !matches!(u.scheme(), "https" | "http") || u.host_str().is_none() {
+        return Err(AppError::Usage(format!(
+            "{flag} '{raw}' is not an http(s) URL"
+        )));
+    }
+    Ok(u)
+}
+
+/// What to discover, from the flags: realm discovery always when discovering, or when
+/// `--realm-url` is given; Autodiscover when no endpoint was given.
+struct DiscoveryPlan {
+    realm: Option<url::Url>,
+    autodiscover: bool,
+    v2: url::Url,
+    trust_hosts: Vec<String>,
+    /// Options for the DNS/TCP/TLS steps; `None` skips them.
+    network: Option<discover::network::NetOptions>,
+    /// The SRV lookup; `None` skips it.
+    srv: Option<Arc<dyn discover::srv::SrvLookup>>,
+}
+
+/// The network steps' options, unless a proxy carries the traffic (they connect directly, so
+/// they would test another path than the requests).
+fn net_options(o: &HttpOptions, timeout: f64) -> Option<discover::network::NetOptions> {
+    let env_proxy = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+    (o.proxy.is_none() && !env_proxy).then(|| discover::network::NetOptions {
+        pins: o.pins.clone(),
+        connect_to: o.connect_to.clone(),
+        ca_file: o.ca_file.clone(),
+        timeout: Duration::from_secs_f64(timeout.min(10.0)),
+    })
+}
+
+impl DiscoveryPlan {
+    fn from_args(
+        d: &DiscoveryArgs,
+        discovering: bool,
+        trust_hosts: &[String],
+    ) -> Result<Self, AppError> {
+        let realm = if discovering || d.realm_url.is_some() {
+            Some(base_url(
+                d.realm_url.as_deref(),
+                discover::DEFAULT_REALM_URL,
+                "--realm-url",
+            )?)
+        } else {
+            None
+        };
+        Ok(DiscoveryPlan {
+            realm,
+            autodiscover: discovering,
+            v2: base_url(
+                d.autodiscover_v2_url.as_deref(),
+                discover::DEFAULT_V2_URL,
+                "--autodiscover-v2-url",
+            )?,
+            trust_hosts: trust_hosts.to_vec(),
+            network: None,
+            srv: None,
+        })
+    }
+    fn runs(&self) -> bool {
+        self.realm.is_some() || self.autodiscover
+    }
+    fn meta(&self) -> Option<session::DiscoveryMeta> {
+        self.runs().then(|| session::DiscoveryMeta {
+            realm: self.realm.is_some(),
+            autodiscover: self.autodiscover,
+            trust_hosts: self.trust_hosts.clone(),
+        })
+    }
+}
+
+/// Discovery (when planned), then the checks at the given or discovered endpoint; one evidence.
+async fn pipeline(
+    mut cfg: ProbeConfig,
+    plan: &DiscoveryPlan,
+    t: &Transport,
+) -> (Evidence, ProbeConfig) {
+    let started = std::time::Instant::now();
+    let (dsteps, disc) = if plan.runs() {
+        let dc = DiscoverConfig {
+            mailbox: &cfg.mailbox,
+            credentials: &cfg.credentials,
+            trust: TrustPolicy::new(cfg.mailbox.domain(), &plan.trust_hosts),
+            v2_url: plan.v2.clone(),
+            realm_url: plan.realm.clone(),
+            autodiscover: plan.autodiscover,
+            network: plan.network.clone(),
+            srv: plan.srv.clone(),
+        };
+        let (steps, d) = discover::run(&dc, t).await;
+        (steps, Some(d))
+    } else {
+        (Vec::new(), None)
+    };
+    if cfg.endpoint.is_none() {
+        cfg.endpoint = disc
+            .as_ref()
+            .and_then(|d| d.endpoint.as_deref())
+            .and_then(|e| url::Url::parse(e).ok());
+    }
+    let mut ev = probe::run(&cfg, t).await;
+    // An EWS TLS failure: a credential-free diagnostic handshake shows the chain (live only).
+    let mut disc = disc;
+    let mut dsteps = dsteps;
+    if let (Some(opts), Some(ep)) = (&plan.network, &cfg.endpoint)
+        && !t.is_replay()
+        && ep.scheme() == "https"
+        && ev.steps.iter().any(|s| {
+            s.failure
+                .as_ref()
+                .is_some_and(|f| f.kind == crate::transport::FailureKind::Tls)
+        })
+        && let (Some(host), Some(port)) = (ep.host_str(), ep.port_or_known_default())
+        && !disc
+            .as_ref()
+            .is_some_and(|d| d.network.iter().any(|n| n.host == host && n.port == port))
+    {
+        let n = discover::network::check(opts, host, port).await;
+        dsteps.extend(discover::network::steps(&n));
+        disc.get_or_insert_with(discover::Discovery::default)
+            .network
+            .push(n);
+    }
+    if disc.is_some() {
+        let before = crate::util::millis(discover::duration(&dsteps));
+        ev.duration_ms = if t.is_replay() {
+            ev.duration_ms + before
+        } else {
+            crate::util::millis(started.elapsed())
+        };
+        let mut steps = dsteps;
+        steps.append(&mut ev.steps);
+        ev.steps = steps;
+        ev.discovery = disc;
+    }
+    (ev, cfg)
+}
+
 /// `ews-probe probe`: one live run.
 pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
+    probe_with(a, Arc::new(discover::srv::SystemSrv)).await
+}
+
+/// `probe` with a given SRV lookup (tests stub DNS with it).
+pub async fn probe_with(
+    a: &ProbeArgs,
+    srv: Arc<dyn discover::srv::SrvLookup>,
+) -> Result<Report, AppError> {
     let mailbox = Mailbox::parse(&a.mailbox)?;
     let endpoint = a
         .ews_url
@@ -197,11 +357,21 @@ pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
         .map(|u| endpoint(u, &a.resolve))
         .transpose()?;
     let creds = credentials(a, &mailbox)?;
+    // A consumer address without credentials is decided before any request: nothing to send.
+    let consumer_decided = endpoint.is_none()
+        && crate::target::is_consumer_domain(mailbox.domain())
+        && matches!(creds, Credentials::None);
+    let plan = DiscoveryPlan::from_args(
+        &a.discovery,
+        endpoint.is_none() && !consumer_decided,
+        &a.trust_host,
+    )?;
     let mut redactor = Redactor::default();
     creds.register_secrets(&mut redactor);
     let redactor = Arc::new(redactor);
     let opts = HttpOptions {
         pins: a.resolve.clone(),
+        connect_to: a.discovery.connect_to.clone(),
         ca_file: a.ca_file.clone(),
         proxy: a.proxy.clone(),
         connect_timeout: Duration::from_secs_f64(a.timeout.min(10.0)),
@@ -209,6 +379,11 @@ pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
         connection_auth: a.auth == AuthMode::Ntlm,
         ..HttpOptions::default()
     };
+    let mut plan = plan;
+    plan.network = net_options(&opts, a.timeout);
+    if plan.autodiscover {
+        plan.srv = Some(srv);
+    }
     let client = Arc::new(HttpClient::new(&opts)?);
     let mut transport =
         Transport::http(client, redactor.clone(), Duration::from_secs_f64(a.timeout));
@@ -220,6 +395,7 @@ pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
     let now = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    let given_endpoint = endpoint.is_some();
     let cfg = ProbeConfig {
         mailbox: mailbox.clone(),
         endpoint,
@@ -233,14 +409,19 @@ pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
         write: a.write,
         now,
     };
-    let evidence = probe::run(&cfg, &transport).await;
+    let (evidence, cfg) = pipeline(cfg, &plan, &transport).await;
     let verdict = diagnose::diagnose(&mailbox, &evidence);
     let report = Report::new(&evidence, verdict);
     if let Some(dir) = &a.record {
         let meta = SessionMeta {
             schema: session::SCHEMA.into(),
             mailbox: mailbox.address().to_string(),
-            endpoint: evidence.endpoint.clone(),
+            // A discovered endpoint is found again on replay, from the recorded answers.
+            endpoint: if given_endpoint {
+                evidence.endpoint.clone()
+            } else {
+                None
+            },
             auth: cfg.credentials.mode(),
             impersonate: cfg.context.impersonate.clone(),
             write: cfg.write,
@@ -248,6 +429,7 @@ pub async fn probe(a: &ProbeArgs) -> Result<Report, AppError> {
             started_at: now
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
+            discovery: plan.meta(),
             title: None,
             expect: None,
         };
@@ -272,6 +454,59 @@ pub fn logout() -> Result<String, AppError> {
     ))
 }
 
+/// `ews-probe discover`: realm discovery and Autodiscover only; no credentials exist here.
+pub async fn discover(a: &DiscoverArgs) -> Result<Report, AppError> {
+    discover_with(a, Arc::new(discover::srv::SystemSrv)).await
+}
+
+/// `discover` with a given SRV lookup (tests stub DNS with it).
+pub async fn discover_with(
+    a: &DiscoverArgs,
+    srv: Arc<dyn discover::srv::SrvLookup>,
+) -> Result<Report, AppError> {
+    let mailbox = Mailbox::parse(&a.mailbox)?;
+    let plan = DiscoveryPlan::from_args(&a.discovery, true, &a.trust_host)?;
+    let opts = HttpOptions {
+        pins: a.resolve.clone(),
+        connect_to: a.discovery.connect_to.clone(),
+        ca_file: a.ca_file.clone(),
+        proxy: a.proxy.clone(),
+        connect_timeout: Duration::from_secs_f64(a.timeout.min(10.0)),
+        read_timeout: Duration::from_secs_f64(a.timeout.min(20.0)),
+        ..HttpOptions::default()
+    };
+    let client = Arc::new(HttpClient::new(&opts)?);
+    let transport = Transport::http(
+        client,
+        Arc::new(Redactor::default()),
+        Duration::from_secs_f64(a.timeout),
+    );
+    let started = std::time::Instant::now();
+    let dc = DiscoverConfig {
+        mailbox: &mailbox,
+        credentials: &Credentials::None,
+        trust: TrustPolicy::new(mailbox.domain(), &plan.trust_hosts),
+        v2_url: plan.v2.clone(),
+        realm_url: plan.realm.clone(),
+        autodiscover: true,
+        network: net_options(&opts, a.timeout),
+        srv: Some(srv),
+    };
+    let (steps, d) = discover::run(&dc, &transport).await;
+    let evidence = Evidence {
+        mailbox: mailbox.address().to_string(),
+        endpoint: d.endpoint.clone(),
+        auth: AuthMode::None,
+        impersonating: false,
+        write: false,
+        steps,
+        duration_ms: crate::util::millis(started.elapsed()),
+        discovery: Some(d),
+    };
+    let verdict = diagnose::diagnose(&mailbox, &evidence);
+    Ok(Report::new(&evidence, verdict))
+}
+
 /// Runs the pipeline over a recorded bundle.
 pub async fn run_bundle(bundle: &Bundle) -> Result<(Report, SessionMeta), AppError> {
     let meta = SessionMeta::parse(&bundle.origin, &bundle.meta)?;
@@ -290,6 +525,27 @@ pub async fn run_bundle(bundle: &Bundle) -> Result<(Report, SessionMeta), AppErr
     let version = meta.server_version.parse().map_err(bad)?;
     let replay = Replay::new(bundle)?;
     let transport = Transport::replay(replay, Arc::new(Redactor::default()));
+    let plan = match &meta.discovery {
+        Some(dm) => DiscoveryPlan {
+            realm: dm
+                .realm
+                .then(|| url::Url::parse(discover::DEFAULT_REALM_URL).ok())
+                .flatten(),
+            autodiscover: dm.autodiscover,
+            v2: url::Url::parse(discover::DEFAULT_V2_URL).map_err(|e| bad(e.to_string()))?,
+            trust_hosts: dm.trust_hosts.clone(),
+            network: None,
+            srv: None,
+        },
+        None => DiscoveryPlan {
+            realm: None,
+            autodiscover: false,
+            v2: url::Url::parse(discover::DEFAULT_V2_URL).map_err(|e| bad(e.to_string()))?,
+            trust_hosts: Vec::new(),
+            network: None,
+            srv: None,
+        },
+    };
     let cfg = ProbeConfig {
         mailbox: mailbox.clone(),
         endpoint,
@@ -309,7 +565,7 @@ pub async fn run_bundle(bundle: &Bundle) -> Result<(Report, SessionMeta), AppErr
         write: meta.write,
         now,
     };
-    let evidence = probe::run(&cfg, &transport).await;
+    let (evidence, _) = pipeline(cfg, &plan, &transport).await;
     let verdict = diagnose::diagnose(&mailbox, &evidence);
     Ok((Report::new(&evidence, verdict), meta))
 }
@@ -327,6 +583,14 @@ mod embedded {
 /// Names of the built-in scenarios.
 pub fn scenarios() -> Vec<&'static str> {
     embedded::SCENARIOS.iter().map(|(n, _)| *n).collect()
+}
+
+/// The embedded files of a built-in scenario (a switch scenario's sides are under `from/`, `to/`).
+pub fn embedded_scenario(name: &str) -> Option<&'static [(&'static str, &'static str)]> {
+    embedded::SCENARIOS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, f)| *f)
 }
 
 fn scenario_bundle(name: &str) -> Result<Bundle, AppError> {
@@ -396,6 +660,15 @@ pub async fn demo(a: &DemoArgs) -> Result<Vec<DemoRun>, AppError> {
     };
     let mut runs = Vec::new();
     for name in names {
+        if let Some(s) = crate::switch::demo(name).await? {
+            runs.push(DemoRun {
+                name,
+                title: s.title.clone().unwrap_or_default(),
+                check: s.check(),
+                report: s.to,
+            });
+            continue;
+        }
         let bundle = scenario_bundle(name)?;
         let (report, meta) = run_bundle(&bundle).await?;
         let check = match &meta.expect {

@@ -639,6 +639,9 @@ fn evidence_line(s: &Step) -> String {
 
 fn account(target: &Mailbox, ev: &Evidence) -> Account {
     let (mut kind, mut basis) = target.initial_kind();
+    if let Some(d) = &ev.discovery {
+        discovery_rules::account_basis(d, &mut kind, &mut basis);
+    }
     let host = ev
         .endpoint
         .as_deref()
@@ -722,7 +725,8 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
         && ev
             .steps
             .iter()
-            .filter(|s| s.kind != StepKind::Auth && s.id != plan::CONNECTIVITY.id)
+            .filter(|s| s.kind == StepKind::Ews)
+            .skip(1)
             .all(|s| s.outcome == Outcome::Skip);
     // Authentication causes: the challenge, the token endpoint, the token's claims.
     let auth_causes = auth_rules::causes(ev);
@@ -739,6 +743,19 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
                 c.remedy,
                 Some(format!("account: consumer domain {}", ctx.domain)),
             );
+        } else if let Some(d) = ev.discovery.as_ref().filter(|d| d.autodiscover) {
+            let (sev, summary, remedy, lines) = discovery_rules::autodiscover_failed(d);
+            let mut lines = lines.into_iter();
+            add(Code::AutodiscoverFailed, sev, summary, remedy, lines.next());
+            for l in lines {
+                add(
+                    Code::AutodiscoverFailed,
+                    sev,
+                    String::new(),
+                    String::new(),
+                    Some(l),
+                );
+            }
         } else {
             add(
                 Code::AutodiscoverFailed,
@@ -747,6 +764,32 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
                 "Pass the mailbox's EWS URL with --ews-url.".into(),
                 None,
             );
+        }
+    }
+
+    // TLS failures the network steps explained (with the chain and a hint); a proxy's 407.
+    if let Some(d) = &ev.discovery {
+        if let Some((sev, summary, remedy, lines)) = discovery_rules::proxy_407(d) {
+            let mut lines = lines.into_iter();
+            add(Code::ConnectionFailed, sev, summary, remedy, lines.next());
+            for l in lines {
+                add(
+                    Code::ConnectionFailed,
+                    sev,
+                    String::new(),
+                    String::new(),
+                    Some(l),
+                );
+            }
+        }
+        for (sev, summary, remedy, lines) in
+            discovery_rules::tls_failures(d, ev.endpoint.as_deref())
+        {
+            let mut lines = lines.into_iter();
+            add(Code::TlsFailure, sev, summary, remedy, lines.next());
+            for l in lines {
+                add(Code::TlsFailure, sev, String::new(), String::new(), Some(l));
+            }
         }
     }
 
@@ -834,8 +877,9 @@ pub fn diagnose(target: &Mailbox, ev: &Evidence) -> Verdict {
             Some(a.evidence.clone()),
         );
     }
-    // Diagnoses from every failed step (authentication steps have their own rules above).
-    for s in ev.steps.iter().filter(|s| s.kind != StepKind::Auth) {
+    // Diagnoses from every failed EWS step (discovery and authentication steps are judged
+    // above, as a whole).
+    for s in ev.steps.iter().filter(|s| s.kind == StepKind::Ews) {
         if let Some(c) = step_cause(s, &ctx) {
             let is_conn = s.id == plan::CONNECTIVITY.id;
             let is_cleanup = s.id.starts_with("ews.delete_item.");
@@ -987,3 +1031,6 @@ mod tests {
 #[cfg(test)]
 #[path = "diagnose_tests.rs"]
 mod rule_tests;
+
+#[path = "diagnose_discovery.rs"]
+mod discovery_rules;

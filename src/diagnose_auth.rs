@@ -348,6 +348,7 @@ mod tests {
             write: false,
             steps,
             duration_ms: 1.0,
+            discovery: None,
         }
     }
 

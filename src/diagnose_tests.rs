@@ -132,6 +132,7 @@ fn ev_with(
         write: false,
         steps,
         duration_ms: 1.0,
+        discovery: None,
     }
 }
 

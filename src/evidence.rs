@@ -173,6 +173,9 @@ pub struct Evidence {
     pub write: bool,
     pub steps: Vec<Step>,
     pub duration_ms: f64,
+    /// Realm discovery and Autodiscover facts, when they ran (their steps are in `steps`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<crate::discover::Discovery>,
 }
 
 impl Evidence {

@@ -66,19 +66,47 @@ fn color(out: &OutputArgs) -> bool {
 async fn run(cli: Cli) -> Result<u8, AppError> {
     match cli.command {
         Command::Probe(a) => {
-            let r = app::probe(&a).await?;
+            let mut r = app::probe(&a).await?;
+            a.out.thresholds().apply(&mut r);
             emit(&a.out, &report::render(&r, a.out.format, color(&a.out)))?;
             Ok(r.exit_code as u8)
+        }
+        Command::Discover(a) => {
+            let r = app::discover(&a).await?;
+            emit(&a.out, &report::render(&r, a.out.format, color(&a.out)))?;
+            Ok(r.exit_code as u8)
+        }
+        Command::Replay(a) if ews_probe::switch::is_switch_bundle(&a.dir) => {
+            let mut s = ews_probe::switch::replay(&a.dir).await?;
+            s.apply_thresholds(&a.out.thresholds());
+            emit(&a.out, &s.render(a.out.format, color(&a.out)))?;
+            Ok(s.exit_code as u8)
         }
         Command::Replay(a) => {
-            let r = app::replay(&a).await?;
+            let mut r = app::replay(&a).await?;
+            a.out.thresholds().apply(&mut r);
             emit(&a.out, &report::render(&r, a.out.format, color(&a.out)))?;
             Ok(r.exit_code as u8)
         }
+        Command::Fleet(a) => ews_probe::fleet::run(&a).await,
+        Command::Switch(a) => {
+            let s = ews_probe::switch::run(&a).await?;
+            emit(&a.out, &s.render(a.out.format, color(&a.out)))?;
+            Ok(s.exit_code as u8)
+        }
         Command::Demo(a) => {
+            if let Some(name) = &a.scenario
+                && let Some(mut s) = ews_probe::switch::demo(name).await?
+            {
+                s.apply_thresholds(&a.out.thresholds());
+                emit(&a.out, &s.render(a.out.format, color(&a.out)))?;
+                return Ok(s.exit_code as u8);
+            }
             let runs = app::demo(&a).await?;
             if a.scenario.is_some() {
-                let r = &runs[0].report;
+                let mut r = runs[0].report.clone();
+                a.out.thresholds().apply(&mut r);
+                let r = &r;
                 emit(&a.out, &report::render(r, a.out.format, color(&a.out)))?;
                 return Ok(r.exit_code as u8);
             }
@@ -175,9 +203,12 @@ fn main() -> ExitCode {
     };
     let verbose = match &cli.command {
         Command::Probe(a) => a.out.verbose,
+        Command::Discover(a) => a.out.verbose,
         Command::Replay(a) => a.out.verbose,
         Command::Demo(a) => a.out.verbose,
         Command::Logout => 0,
+        Command::Fleet(a) => a.probe.out.verbose,
+        Command::Switch(a) => a.out.verbose,
     };
     init_tracing(verbose);
     let rt = match tokio::runtime::Builder::new_multi_thread()

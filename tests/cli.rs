@@ -9,14 +9,16 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The built-in demo scenarios (fixtures/sessions/), in the order `demo` lists them.
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: &[&str] = &[
     "calendar-access-denied",
     "consumer-basic-401",
     "consumer-device-code-refused",
     "consumer-token-403",
     "healthy-exchange-online",
+    "onprem-found-by-autodiscover",
     "onprem-ntlm-healthy",
     "onprem-ntlm-only",
+    "switch-work-to-outlook",
     "tenant-ews-blocked",
     "throttled-then-recovered",
     "wrong-token-audience",
@@ -441,7 +443,7 @@ fn demo_without_argument_runs_every_scenario_as_a_self_check() {
     let out = ews_probe().arg("demo").output().unwrap();
     let text = stdout_of(&out);
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr_of(&out));
-    for name in SCENARIOS {
+    for &name in SCENARIOS {
         let line = text
             .lines()
             .find(|l| l.split_whitespace().nth(1) == Some(name))
@@ -453,7 +455,8 @@ fn demo_without_argument_runs_every_scenario_as_a_self_check() {
         );
     }
     assert!(!text.contains("FAIL"), "{text}");
-    assert!(text.contains("10 of 10 scenarios"), "{text}");
+    let n = SCENARIOS.len();
+    assert!(text.contains(&format!("{n} of {n} scenarios")), "{text}");
 }
 
 #[test]
@@ -486,7 +489,7 @@ fn demo_throttled_then_recovered_exits_1() {
 #[test]
 fn demo_unknown_scenario_exits_3_listing_scenarios() {
     assert_usage_error(&["demo", "no-such"], &["no-such"]);
-    let stderr = assert_usage_error(&["demo", "no-such"], &SCENARIOS);
+    let stderr = assert_usage_error(&["demo", "no-such"], SCENARIOS);
     assert!(stderr.contains("scenarios"), "{stderr}");
 }
 
@@ -499,7 +502,7 @@ fn demo_json_is_an_array_of_every_scenario() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     let v = parse_json(&stdout_of(&out));
     let runs = v.as_array().expect("a JSON array");
-    assert_eq!(runs.len(), 10);
+    assert_eq!(runs.len(), SCENARIOS.len());
     let names: Vec<&str> = runs
         .iter()
         .map(|r| r["scenario"].as_str().expect("scenario name"))
@@ -707,8 +710,9 @@ fn demo_nagios_summary_has_a_plugin_first_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let first = stdout_of(&out).lines().next().unwrap().to_string();
+    let n = SCENARIOS.len();
     assert!(
-        first.starts_with("EWS OK - 10 of 10 demo scenarios"),
+        first.starts_with(&format!("EWS OK - {n} of {n} demo scenarios")),
         "{first}"
     );
 }
@@ -724,4 +728,55 @@ fn a_pipe_in_the_mailbox_cannot_start_nagios_perfdata() {
     let (status, perf) = first.split_once(" | ").expect("perfdata separator");
     assert!(!status.contains('|'), "{first}");
     assert!(perf.starts_with("'total'="), "{perf}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// discover: bad input exits 3 before any request
+
+#[test]
+fn discover_with_a_bad_connect_to_exits_3() {
+    assert_usage_error(
+        &[
+            "discover",
+            "a@contoso.example",
+            "--connect-to",
+            "contoso.example:443:127.0.0.1",
+        ],
+        &["HOST:PORT:ADDR:PORT2"],
+    );
+}
+
+#[test]
+fn discover_with_a_non_http_realm_url_exits_3() {
+    assert_usage_error(
+        &[
+            "discover",
+            "a@contoso.example",
+            "--realm-url",
+            "ftp://login.example",
+        ],
+        &["--realm-url", "ftp://login.example"],
+    );
+    assert_usage_error(
+        &[
+            "discover",
+            "a@contoso.example",
+            "--autodiscover-v2-url",
+            "not a url",
+        ],
+        &["--autodiscover-v2-url"],
+    );
+}
+
+#[test]
+fn discover_with_a_bad_address_exits_3() {
+    assert_usage_error(&["discover", "no-at-sign"], &["no-at-sign"]);
+}
+
+#[test]
+fn discover_takes_no_credentials() {
+    assert_usage_error(
+        &["discover", "a@contoso.example", "--password-env", "X"],
+        &["--password-env"],
+    );
 }

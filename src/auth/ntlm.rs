@@ -134,8 +134,23 @@ impl NtlmConfig {
             .map_err(|e| format!("cannot build the NTLM AUTHENTICATE message: {e:?}"))
     }
 
-    /// The handshake on the endpoint; `offered` are the schemes the challenge step saw.
-    pub async fn handshake(&self, t: &Transport, endpoint: &url::Url, offered: &[String]) -> Step {
+    /// The handshake on the endpoint; `offered` are the schemes the challenge step saw. Boxed
+    /// as a `Send` future (see `OAuthConfig::acquire`).
+    pub fn handshake<'a>(
+        &'a self,
+        t: &'a Transport,
+        endpoint: &'a url::Url,
+        offered: &'a [String],
+    ) -> futures_util::future::BoxFuture<'a, Step> {
+        Box::pin(self.handshake_inner(t, endpoint, offered))
+    }
+
+    async fn handshake_inner(
+        &self,
+        t: &Transport,
+        endpoint: &url::Url,
+        offered: &[String],
+    ) -> Step {
         let offers = |n: &str| offered.iter().any(|x| x.eq_ignore_ascii_case(n));
         // NTLM when offered (or nothing is known); else a raw NTLM token under Negotiate.
         let scheme = if offers("NTLM") || !offers("Negotiate") {

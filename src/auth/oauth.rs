@@ -250,23 +250,28 @@ impl OAuthConfig {
         }
     }
 
-    /// Runs the flow through the transport, live sleeping between device code polls.
-    pub async fn acquire(&self, t: &Transport, now_unix: i64) -> Acquired {
+    /// Runs the flow through the transport, live sleeping between device code polls. Boxed
+    /// as a `Send` future here, where its lifetimes are concrete: a fleet spawns probes as
+    /// tasks, and the closures inside would otherwise hit rustc's higher-ranked `Send` limit.
+    pub fn acquire<'a>(
+        &'a self,
+        t: &'a Transport,
+        now_unix: i64,
+    ) -> futures_util::future::BoxFuture<'a, Acquired> {
         let replay = t.is_replay();
-        self.acquire_with(t, now_unix, move |d| -> SleepFut {
+        Box::pin(self.acquire_with(t, now_unix, move |d| -> SleepFut {
             if replay {
                 Box::pin(async {})
             } else {
                 Box::pin(tokio::time::sleep(d))
             }
-        })
-        .await
+        }))
     }
 
     /// Runs the flow; `sleep` waits between device code polls (tests pass a recorder).
     pub async fn acquire_with<S>(&self, t: &Transport, now_unix: i64, sleep: S) -> Acquired
     where
-        S: Fn(Duration) -> SleepFut,
+        S: Fn(Duration) -> SleepFut + Send + Sync,
     {
         if self.token.get().is_some() {
             // Fetched once per run; a second call reuses it.
@@ -278,24 +283,11 @@ impl OAuthConfig {
         if let Some(cached) = self.cached(t, now_unix) {
             return cached;
         }
-        let seen: Mutex<Vec<Seen>> = Mutex::new(Vec::new());
-        // oauth2 keeps polling through transport errors (RFC 8628 back-off) until the code
-        // expires; after a few in a row the probe stops instead of waiting up to 15 minutes.
-        let give_up = tokio::sync::Notify::new();
-        let failures = std::sync::atomic::AtomicU32::new(0);
-        let http = |req: oauth2::HttpRequest| {
-            let (seen, give_up, failures) = (&seen, &give_up, &failures);
-            async move {
-                let r = send(t, req, seen).await;
-                if r.is_err() {
-                    if failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= 3 {
-                        give_up.notify_one();
-                    }
-                } else {
-                    failures.store(0, std::sync::atomic::Ordering::SeqCst);
-                }
-                r
-            }
+        let http = TransportClient {
+            t: std::ptr::NonNull::from(t),
+            seen: Mutex::new(Vec::new()),
+            give_up: tokio::sync::Notify::new(),
+            failures: std::sync::atomic::AtomicU32::new(0),
         };
         let token_url = match TokenUrl::new(self.token_url()) {
             Ok(u) => u,
@@ -346,7 +338,7 @@ impl OAuthConfig {
                                 SecretString::from(tok.access_token().secret().clone())
                             })
                             .map_err(|e| format!("{e}")),
-                            _ = give_up.notified() => Err("the token endpoint failed 3 polls in a row; stopped waiting".to_string()),
+                            _ = http.give_up.notified() => Err("the token endpoint failed 3 polls in a row; stopped waiting".to_string()),
                         };
                         t.set_remaining(left);
                         r
@@ -389,7 +381,7 @@ impl OAuthConfig {
                     .map_err(|e| format!("{e}"))
             }
         };
-        let seen = seen.into_inner().unwrap_or_else(|p| p.into_inner());
+        let seen = http.seen.into_inner().unwrap_or_else(|p| p.into_inner());
         let mut steps = Vec::new();
         // The device authorization request, when there was one.
         if let Some(d) = seen.iter().find(|s| s.key == DEVICECODE_ID) {
@@ -605,7 +597,61 @@ fn exchange_step(t: &Transport, id: &str, s: &Seen) -> Step {
     st
 }
 
-/// The `oauth2` HTTP client: one token endpoint request through the transport.
+/// The `oauth2` HTTP client: each token endpoint request goes through the transport, and is
+/// kept for the evidence. oauth2 keeps polling through transport errors (RFC 8628 back-off)
+/// until the code expires; after 3 in a row `give_up` fires and the probe stops waiting.
+/// A type of its own (not a closure) so its future is a plain boxed `Send` one: a fleet runs
+/// probes as tasks, and closures returning borrowing futures hit rustc's higher-ranked
+/// `Send` limit.
+struct TransportClient {
+    /// The run's transport. A pointer, not a reference: a lifetime parameter here makes the
+    /// oauth2 futures fail rustc's higher-ranked `Send` check when a fleet spawns probes.
+    t: std::ptr::NonNull<Transport>,
+    seen: Mutex<Vec<Seen>>,
+    give_up: tokio::sync::Notify,
+    failures: std::sync::atomic::AtomicU32,
+}
+
+// SAFETY: `t` points to a `Transport` (which is Send + Sync) borrowed by
+// `OAuthConfig::acquire_with` for its whole body; the client is a local of that body and is
+// dropped before it returns, so the pointer is valid, and only shared access is made.
+unsafe impl Send for TransportClient {}
+// SAFETY: as above; every field is Sync, the pointer is only read through `&Transport`.
+unsafe impl Sync for TransportClient {}
+
+impl TransportClient {
+    fn transport(&self) -> &Transport {
+        // SAFETY: see the `Send` impl: valid for as long as `self` exists.
+        unsafe { self.t.as_ref() }
+    }
+}
+
+impl<'c> oauth2::AsyncHttpClient<'c> for TransportClient {
+    type Error = TransportError;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, TransportError>> + Send + 'c>>;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let r = send(self.transport(), request, &self.seen).await;
+            if r.is_err() {
+                if self
+                    .failures
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    + 1
+                    >= 3
+                {
+                    self.give_up.notify_one();
+                }
+            } else {
+                self.failures.store(0, std::sync::atomic::Ordering::SeqCst);
+            }
+            r
+        })
+    }
+}
+
+/// One token endpoint request through the transport.
 async fn send(
     t: &Transport,
     req: oauth2::HttpRequest,

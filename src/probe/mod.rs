@@ -489,5 +489,6 @@ pub async fn run(cfg: &ProbeConfig, t: &Transport) -> Evidence {
         write: cfg.write,
         steps,
         duration_ms: total,
+        discovery: None,
     }
 }

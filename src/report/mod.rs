@@ -4,6 +4,7 @@
 pub mod json;
 pub mod nagios;
 pub mod prometheus;
+pub mod range;
 pub mod text;
 
 use crate::diagnose::{Account, Diagnosis, FeatureVerdict, Status, Verdict};
@@ -51,6 +52,13 @@ pub struct Report {
     /// When the run finished (Unix seconds), for `ews_probe_last_run_timestamp_seconds`.
     #[serde(skip)]
     pub finished_unix: f64,
+    /// Added to the v1 contract: steps whose latency breached `-w/--warning` or
+    /// `-c/--critical` (they raised `status`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latency_breaches: Vec<String>,
+    /// The thresholds applied, for the Nagios perfdata.
+    #[serde(skip)]
+    pub thresholds: Option<range::Thresholds>,
 }
 
 impl Report {
@@ -93,6 +101,8 @@ impl Report {
             steps,
             duration_ms: ev.duration_ms,
             finished_unix: time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9,
+            latency_breaches: Vec::new(),
+            thresholds: None,
         }
     }
 
@@ -100,6 +110,13 @@ impl Report {
     pub fn headline(&self) -> String {
         match self.diagnoses.first() {
             Some(d) => format!("{}: {}", d.code.as_str(), d.summary),
+            None if !self.latency_breaches.is_empty() => {
+                format!("slow: {}", self.latency_breaches[0])
+            }
+            None if !self.steps.iter().any(|s| s.kind == StepKind::Ews) => match &self.endpoint {
+                Some(e) => format!("EWS endpoint {e} (no EWS request sent)"),
+                None => "no EWS endpoint".to_string(),
+            },
             None => {
                 let ok = self
                     .features

@@ -11,17 +11,38 @@ fn label(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-fn perf_value(ms: f64) -> String {
+pub fn perf_value(ms: f64) -> String {
     let v = format!("{ms:.1}");
     v.trim_end_matches(".0").to_string()
 }
 
 pub fn perfdata(report: &Report) -> String {
+    // Thresholds apply to each step's latency (-w/-c), so each step carries them.
+    let (warn, crit) = report
+        .thresholds
+        .as_ref()
+        .map(|t| {
+            let s = |r: &Option<super::range::Range>| {
+                r.as_ref()
+                    .map(|r| r.as_str().to_string())
+                    .unwrap_or_default()
+            };
+            (s(&t.warning), s(&t.critical))
+        })
+        .unwrap_or_default();
     let mut parts: Vec<String> = report
         .steps
         .iter()
         .filter(|s| s.outcome != Outcome::Skip)
-        .map(|s| format!("{}={}ms;;;0", label(&s.id), perf_value(s.duration_ms)))
+        .map(|s| {
+            // Authentication steps are not judged by the thresholds (see `range.rs`).
+            let (w, c) = if s.kind == crate::evidence::StepKind::Auth {
+                ("", "")
+            } else {
+                (warn.as_str(), crit.as_str())
+            };
+            format!("{}={}ms;{w};{c};0", label(&s.id), perf_value(s.duration_ms))
+        })
         .collect();
     parts.push(format!(
         "{}={}ms;;;0",
@@ -60,6 +81,9 @@ pub fn render(report: &Report) -> String {
             status,
             crate::util::truncate_for_display(&f.reason.replace('|', "/"), 200)
         ));
+    }
+    for b in &report.latency_breaches {
+        out.push_str(&format!("{}\n", b.replace('|', "/")));
     }
     for d in &report.diagnoses {
         out.push_str(&format!(

@@ -1,12 +1,12 @@
-//! `--format text`: the report for a person. The authentication steps (the challenge: what
-//! the server offers; the sign-in), the connectivity check, then the feature checks
+//! `--format text`: the report for a person. Discovery, network and authentication steps
+//! (realm, Autodiscover, the challenge, the sign-in) in order, then the connectivity check, then the feature checks
 //! that ran concurrently under it (a tree), each with status and timing; then the verdict per
 //! feature, the diagnoses with evidence and remedy, and the status line. Colour only when the
 //! caller says so (a terminal, and `NO_COLOR` unset).
 
 use super::{Report, StepReport};
 use crate::diagnose::{FeatureStatus, Status};
-use crate::evidence::Outcome;
+use crate::evidence::{Outcome, StepKind};
 
 struct Paint {
     on: bool,
@@ -109,21 +109,25 @@ pub fn render(r: &Report, color: bool) -> String {
         r.endpoint.as_deref().unwrap_or("(none)")
     ));
 
-    if !r.steps.is_empty() {
-        out.push_str(&p.c("1", "Steps\n"));
-        let id_width = r.steps.iter().map(|s| s.id.len()).max().unwrap_or(10);
-        // The authentication steps (challenge, sign-in) come first, one line each.
-        let n_auth = r
-            .steps
-            .iter()
-            .take_while(|s| s.kind == crate::evidence::StepKind::Auth)
-            .count();
-        for s in &r.steps[..n_auth] {
-            out.push_str(&step_line(&p, s, "  ", id_width));
+    // Discovery and network steps come first, one after the other; then the EWS tree.
+    let found: Vec<&StepReport> = r.steps.iter().filter(|s| s.kind != StepKind::Ews).collect();
+    if !found.is_empty() {
+        out.push_str(&p.c("1", "Discovery\n"));
+        let w = found.iter().map(|s| s.id.len()).max().unwrap_or(10);
+        for s in &found {
+            out.push_str(&step_line(&p, s, "  ", w));
         }
-        let Some((first, rest)) = r.steps[n_auth..].split_first() else {
-            return finish(r, &p, out);
-        };
+        out.push('\n');
+    }
+    let ews: Vec<StepReport> = r
+        .steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Ews)
+        .cloned()
+        .collect();
+    if let Some((first, rest)) = ews.split_first() {
+        out.push_str(&p.c("1", "Steps\n"));
+        let id_width = ews.iter().map(|s| s.id.len()).max().unwrap_or(10);
         out.push_str(&step_line(&p, first, "  ", id_width));
         let skipped: Vec<&StepReport> =
             rest.iter().filter(|s| s.outcome == Outcome::Skip).collect();

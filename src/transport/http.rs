@@ -3,7 +3,7 @@
 //! not the client's), no automatic retries (retries happen in [`super::retry`] only, RE-7),
 //! and a hard size cap while the body streams in.
 
-use super::resolve::{Pin, Resolver};
+use super::resolve::{ConnectTo, Pin, Resolver};
 use super::{FailureKind, HttpRequest, HttpResponse, Method, TransportError, redact::Redactor};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,8 @@ pub struct HttpOptions {
     pub read_timeout: Duration,
     pub body_cap: usize,
     pub pins: Vec<Pin>,
+    /// `--connect-to` entries.
+    pub connect_to: Vec<ConnectTo>,
     /// Extra PEM CA certificates trusted on top of the OS store.
     pub ca_file: Option<std::path::PathBuf>,
     pub proxy: Option<String>,
@@ -21,6 +23,8 @@ pub struct HttpOptions {
     /// NTLM is connection-oriented: every request on one pinned HTTP/1.1 connection, cookies
     /// kept (Exchange's X-BackEndCookie), so the handshake and the SOAP requests share it.
     pub connection_auth: bool,
+    /// Idle connections kept per host (a fleet keeps one per request it may run at once).
+    pub pool_idle_per_host: usize,
 }
 
 impl Default for HttpOptions {
@@ -30,10 +34,12 @@ impl Default for HttpOptions {
             read_timeout: Duration::from_secs(20),
             body_cap: super::DEFAULT_BODY_CAP,
             pins: Vec::new(),
+            connect_to: Vec::new(),
             ca_file: None,
             proxy: None,
             user_agent: format!("ews-probe/{}", env!("CARGO_PKG_VERSION")),
             connection_auth: false,
+            pool_idle_per_host: 16,
         }
     }
 }
@@ -56,6 +62,7 @@ pub enum ClientError {
 pub struct HttpClient {
     client: reqwest::Client,
     resolver: Resolver,
+    connect_to: Vec<ConnectTo>,
     body_cap: usize,
     /// For connection-oriented authentication (NTLM): every request on one connection.
     pinned: Option<super::pinned::Pinned>,
@@ -63,7 +70,15 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new(opts: &HttpOptions) -> Result<Self, ClientError> {
-        let resolver = Resolver::new(&opts.pins);
+        let mut pins = opts.pins.clone();
+        for c in &opts.connect_to {
+            pins.push(Pin {
+                host: c.host.clone(),
+                port: c.to_port,
+                addr: c.addr,
+            });
+        }
+        let resolver = Resolver::new(&pins);
         let mut b = reqwest::Client::builder()
             .user_agent(opts.user_agent.clone())
             .redirect(reqwest::redirect::Policy::none())
@@ -71,7 +86,7 @@ impl HttpClient {
             .connect_timeout(opts.connect_timeout)
             // A stalled connection (no byte for this long) fails before the overall deadline.
             .read_timeout(opts.read_timeout)
-            .pool_max_idle_per_host(16)
+            .pool_max_idle_per_host(opts.pool_idle_per_host)
             .dns_resolver(resolver.clone());
         let mut extra_roots = Vec::new();
         if let Some(path) = &opts.ca_file {
@@ -113,15 +128,24 @@ impl HttpClient {
         Ok(HttpClient {
             client,
             resolver,
+            connect_to: opts.connect_to.clone(),
             body_cap: opts.body_cap,
             pinned,
         })
     }
 
     /// Plain `http://` is for loopback only (tests, labs): anything else could carry
-    /// credentials in clear text.
-    fn plain_http_allowed(&self, url: &url::Url) -> bool {
+    /// credentials in clear text. The one exception is a GET with no body and no credential
+    /// header (Autodiscover's documented unauthenticated redirect probe): it carries nothing.
+    fn plain_http_allowed(&self, req: &HttpRequest) -> bool {
+        let url = &req.url;
         if url.scheme() != "http" {
+            return true;
+        }
+        if req.method == Method::Get
+            && req.body.is_none()
+            && !req.headers.iter().any(|h| h.sensitive)
+        {
             return true;
         }
         match url.host() {
@@ -156,7 +180,7 @@ impl HttpClient {
                 format!("unsupported URL scheme '{}'", req.url.scheme()),
             ));
         }
-        if !self.plain_http_allowed(&req.url) {
+        if !self.plain_http_allowed(req) {
             return Err(fail(
                 FailureKind::Refused,
                 format!(
@@ -177,10 +201,28 @@ impl HttpClient {
                 e
             });
         }
+        // --connect-to: same URL, Host and TLS name; another port (the address is pinned).
+        let mut target = req.url.clone();
+        let mut host_header = None;
+        if let (Some(host), Some(port)) = (req.url.host_str(), req.url.port_or_known_default())
+            && let Some(c) = self
+                .connect_to
+                .iter()
+                .find(|c| c.host.eq_ignore_ascii_case(host) && c.port == port)
+        {
+            host_header = Some(match req.url.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host.to_string(),
+            });
+            let _ = target.set_port(Some(c.to_port));
+        }
         let mut rb = match req.method {
-            Method::Get => self.client.get(req.url.clone()),
-            Method::Post => self.client.post(req.url.clone()),
+            Method::Get => self.client.get(target),
+            Method::Post => self.client.post(target),
         };
+        if let Some(h) = host_header {
+            rb = rb.header(reqwest::header::HOST, h);
+        }
         for h in &req.headers {
             let mut v = reqwest::header::HeaderValue::from_str(&h.value).map_err(|_| {
                 fail(

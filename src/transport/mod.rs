@@ -172,6 +172,9 @@ struct Recorder {
     seq: AtomicU32,
 }
 
+/// Sees every response as it arrives (the fleet's per-endpoint back-off listens here).
+pub type ResponseObserver = Arc<dyn Fn(&HttpResponse) + Send + Sync>;
+
 /// The transport of one run.
 pub struct Transport {
     backend: Backend,
@@ -179,6 +182,7 @@ pub struct Transport {
     recorder: Option<Recorder>,
     /// Moved only while a person signs in (device code), which `--timeout` does not count.
     deadline: std::sync::Mutex<Instant>,
+    observer: Option<ResponseObserver>,
 }
 
 impl Transport {
@@ -189,6 +193,7 @@ impl Transport {
             redactor,
             recorder: None,
             deadline: std::sync::Mutex::new(Instant::now() + timeout),
+            observer: None,
         }
     }
 
@@ -199,6 +204,7 @@ impl Transport {
             recorder: None,
             // Replayed time is virtual: no deadline can pass.
             deadline: std::sync::Mutex::new(Instant::now() + Duration::from_secs(86_400)),
+            observer: None,
         }
     }
 
@@ -210,6 +216,11 @@ impl Transport {
             seq: AtomicU32::new(0),
         });
         Ok(())
+    }
+
+    /// Calls `f` with every response (before retry decisions are made on it).
+    pub fn observe_responses(&mut self, f: ResponseObserver) {
+        self.observer = Some(f);
     }
 
     pub fn redactor(&self) -> &Redactor {
@@ -277,6 +288,9 @@ impl Transport {
             Err(e) => {
                 tracing::info!(target: "ews_probe::http", key = %req.key, "<- failed: {}", r.text(&e.to_string()));
             }
+        }
+        if let (Some(obs), Ok(resp)) = (&self.observer, &outcome) {
+            obs(resp);
         }
         if let Some(rec) = &self.recorder {
             self.record(rec, req, &outcome);

@@ -36,6 +36,42 @@ impl std::str::FromStr for Pin {
     }
 }
 
+/// One `--connect-to HOST:PORT:ADDR:PORT2` entry (curl's option): requests for HOST:PORT go
+/// to ADDR:PORT2, while the URL, the Host header and the TLS server name stay HOST. Support
+/// engineers use it to test one server behind a name; the tests use it to serve
+/// `https://contoso.example` (port 443) from a loopback port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectTo {
+    pub host: String,
+    pub port: u16,
+    pub addr: std::net::IpAddr,
+    pub to_port: u16,
+}
+
+impl std::str::FromStr for ConnectTo {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!(
+                "'{s}' is not HOST:PORT:ADDR:PORT2 (e.g. autodiscover.contoso.com:443:10.0.0.5:8443)"
+            )
+        };
+        let (host, rest) = s.split_once(':').ok_or_else(bad)?;
+        let (port, rest) = rest.split_once(':').ok_or_else(bad)?;
+        let (addr, to_port) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let addr = addr.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(ConnectTo {
+            host: host.to_ascii_lowercase(),
+            port: port.parse().map_err(|_| bad())?,
+            addr: addr.parse().map_err(|_| bad())?,
+            to_port: to_port.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
 impl Resolver {
     pub fn new(pins: &[Pin]) -> Self {
         let mut map: HashMap<String, Vec<SocketAddr>> = HashMap::new();
@@ -105,6 +141,24 @@ mod tests {
         assert!("nohost".parse::<Pin>().is_err());
         assert!("h:99999:127.0.0.1".parse::<Pin>().is_err());
         assert!("h:443:not-an-ip".parse::<Pin>().is_err());
+    }
+
+    #[test]
+    fn parses_connect_to() {
+        let c: ConnectTo = "Contoso.example:443:127.0.0.1:8443".parse().unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.to_port),
+            ("contoso.example", 443, 8443)
+        );
+        assert!(
+            "h:443:[::1]:1"
+                .parse::<ConnectTo>()
+                .unwrap()
+                .addr
+                .is_loopback()
+        );
+        assert!("h:443:127.0.0.1".parse::<ConnectTo>().is_err());
+        assert!(":443:127.0.0.1:1".parse::<ConnectTo>().is_err());
     }
 
     #[test]

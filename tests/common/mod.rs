@@ -2,6 +2,8 @@
 //! probe run in-process through the same code path as the binary.
 #![allow(dead_code)]
 
+pub mod fleet_server;
+
 use clap::Parser;
 use ews_probe::cli::{Cli, Command};
 use ews_probe::report::Report;

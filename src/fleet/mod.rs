@@ -1,0 +1,395 @@
+//! `ews-probe fleet`: the probe pipeline (the same `probe::run` → `diagnose` → `Report` as
+//! `probe`) over many mailboxes, with one shared HTTP client (one connection pool), caps on
+//! concurrency overall and per endpoint, per-endpoint back-off, NDJSON streamed and flushed
+//! per mailbox, `--resume`, `--shard`, Ctrl-C/SIGTERM handling and a summary.
+//!
+//! * [`input`]: the CSV / one-per-line input, duplicates and invalid lines set aside;
+//! * [`shard`]: the stable split of the input between machines;
+//! * [`scheduler`]: admission (global and per-endpoint caps, pauses);
+//! * [`output`]: NDJSON lines, resume, atomic writes;
+//! * [`summary`]: counts and the exit code.
+
+pub mod input;
+pub mod output;
+pub mod scheduler;
+pub mod shard;
+pub mod summary;
+
+use crate::app::AppError;
+use crate::auth::{AuthMode, Credentials};
+use crate::cli::FleetArgs;
+use crate::diagnose;
+use crate::ews::RequestContext;
+use crate::probe::{self, ProbeConfig};
+use crate::report::range::Thresholds;
+use crate::report::{Format, Report};
+use crate::transport::Transport;
+use crate::transport::http::{HttpClient, HttpOptions};
+use crate::transport::redact::Redactor;
+use input::{Entry, RejectKind};
+use scheduler::Limits;
+use secrecy::{ExposeSecret, SecretString};
+use std::io::{IsTerminal, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use summary::Summary;
+
+/// The same credentials for another mailbox's probe. Secrets stay in `SecretString`s.
+#[allow(unreachable_patterns)]
+fn share(c: &Credentials) -> Option<Credentials> {
+    Some(match c {
+        Credentials::None => Credentials::None,
+        Credentials::Basic { user, password } => Credentials::Basic {
+            user: user.clone(),
+            password: SecretString::from(password.expose_secret().to_string()),
+        },
+        Credentials::Bearer { token } => Credentials::Bearer {
+            token: SecretString::from(token.expose_secret().to_string()),
+        },
+        Credentials::Replayed(m) => Credentials::Replayed(*m),
+        _ => return None,
+    })
+}
+
+fn read_input(path: &str) -> Result<String, AppError> {
+    let mut text = String::new();
+    let r = if path == "-" {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(path).map(|t| text = t)
+    };
+    r.map_err(|e| AppError::Usage(format!("cannot read --input {path}: {e}")))?;
+    Ok(text)
+}
+
+/// What every mailbox's probe shares.
+struct Shared {
+    client: Arc<HttpClient>,
+    redactor: Arc<Redactor>,
+    credentials: Credentials,
+    default_endpoint: Option<url::Url>,
+    timeout: Duration,
+    version: crate::ews::ServerVersion,
+    impersonate: bool,
+    write: bool,
+    thresholds: Thresholds,
+}
+
+/// One mailbox through the pipeline; the endpoint is told when it says it is busy.
+async fn probe_one(s: &Shared, e: &Entry, ep: Arc<scheduler::Endpoint>) -> Report {
+    let mut transport = Transport::http(s.client.clone(), s.redactor.clone(), s.timeout);
+    transport.observe_responses(Arc::new(move |resp| {
+        if let Some(d) = scheduler::busy_pause(resp) {
+            ep.pause(d);
+        }
+    }));
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    let cfg = ProbeConfig {
+        mailbox: e.mailbox.clone(),
+        endpoint: e.ews_url.clone().or_else(|| s.default_endpoint.clone()),
+        credentials: share(&s.credentials).unwrap_or(Credentials::None),
+        context: RequestContext {
+            version: s.version,
+            impersonate: s.impersonate.then(|| e.mailbox.address().to_string()),
+        },
+        write: s.write,
+        now,
+    };
+    let evidence = probe::run(&cfg, &transport).await;
+    let verdict = diagnose::diagnose(&e.mailbox, &evidence);
+    let mut report = Report::new(&evidence, verdict);
+    s.thresholds.apply(&mut report);
+    report
+}
+
+/// Sets `stop` on the first Ctrl-C or SIGTERM; a second one exits at once (every line written
+/// so far is complete and flushed).
+fn watch_signals(stop: Arc<AtomicBool>, tell: tokio::sync::watch::Sender<bool>) {
+    tokio::spawn(async move {
+        let mut n = 0;
+        loop {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut term = match signal(SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => return,
+                };
+                tokio::select! {
+                    r = tokio::signal::ctrl_c() => if r.is_err() { return },
+                    _ = term.recv() => {},
+                }
+            }
+            #[cfg(not(unix))]
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            n += 1;
+            if n == 1 {
+                stop.store(true, Ordering::SeqCst);
+                let _ = tell.send(true);
+                eprintln!(
+                    "ews-probe: stopping: no new mailboxes; finishing the ones in flight (again to quit now)"
+                );
+            } else {
+                eprintln!("ews-probe: quitting; the output holds complete lines only");
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+/// `ews-probe fleet`; returns the exit code.
+pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
+    let started = Instant::now();
+    let p = &a.probe;
+    let format = p.out.format;
+    if p.record.is_some() {
+        return Err(AppError::Usage(
+            "--record is for one mailbox; use probe --record".into(),
+        ));
+    }
+    if a.resume && format != Format::Json {
+        return Err(AppError::Usage(
+            "--resume continues an NDJSON output: use it with --format json".into(),
+        ));
+    }
+    if p.auth == AuthMode::Basic && p.user.is_none() {
+        return Err(AppError::Usage(
+            "fleet with --auth basic needs --user (one account for every mailbox, usually with --impersonate)".into(),
+        ));
+    }
+    if p.password_stdin && a.input == "-" {
+        return Err(AppError::Usage(
+            "--password-stdin and --input - cannot both read standard input".into(),
+        ));
+    }
+    let default_endpoint = p
+        .ews_url
+        .as_deref()
+        .map(|u| crate::app::endpoint(u, &p.resolve))
+        .transpose()?;
+    let text = read_input(&a.input)?;
+    let pins = p.resolve.clone();
+    let mut input = input::parse(&text, |u| {
+        crate::app::endpoint(u, &pins).map_err(|e| e.to_string())
+    })
+    .map_err(|e| AppError::Usage(e.to_string()))?;
+    if let Some(sh) = a.shard {
+        input.entries.retain(|e| sh.owns(e.mailbox.address()));
+        input.rejected.retain(|r| sh.owns(&r.text));
+    }
+    let mut summary = Summary::default();
+    for r in &input.rejected {
+        match r.kind {
+            RejectKind::Invalid => summary.invalid += 1,
+            RejectKind::Duplicate => summary.duplicates += 1,
+        }
+        let what = match r.kind {
+            RejectKind::Invalid => "invalid",
+            RejectKind::Duplicate => "duplicate",
+        };
+        eprintln!(
+            "ews-probe: --input line {}: {what}, not probed: {}",
+            r.line,
+            crate::util::truncate_for_display(&r.reason, 200)
+        );
+    }
+
+    // Secrets first: a missing one must not cost the previous output file.
+    let credentials = match input.entries.first() {
+        Some(e) => crate::app::credentials(p, &e.mailbox)?,
+        None => Credentials::None,
+    };
+    if share(&credentials).is_none() {
+        return Err(AppError::Usage(format!(
+            "--auth {} is not available for fleet yet",
+            credentials.mode().as_str()
+        )));
+    }
+    // Resume: what the earlier run wrote counts, and is not probed again.
+    let mut sink = match (&p.out.output, format) {
+        (Some(path), Format::Json) => {
+            if a.resume {
+                let done = output::resume(path).map_err(|e| AppError::Usage(e.to_string()))?;
+                if done.cut_bytes > 0 {
+                    eprintln!(
+                        "ews-probe: {}: cut off a partial last line ({} bytes) left by an interrupted run",
+                        path.display(),
+                        done.cut_bytes
+                    );
+                }
+                input
+                    .entries
+                    .retain(|e| !done.done.contains(&e.mailbox.address().to_lowercase()));
+                for v in &done.reports {
+                    summary.add(v);
+                }
+                summary.resumed = done.reports.len() as u64;
+            }
+            Some(
+                output::LineSink::file(path, a.resume)
+                    .map_err(|e| AppError::Write(path.display().to_string(), e))?,
+            )
+        }
+        (None, Format::Json | Format::Text) => Some(output::LineSink::stdout()),
+        (Some(path), Format::Text) => Some(
+            output::LineSink::file(path, false)
+                .map_err(|e| AppError::Write(path.display().to_string(), e))?,
+        ),
+        _ => None,
+    };
+
+    let mut redactor = Redactor::default();
+    credentials.register_secrets(&mut redactor);
+    let opts = HttpOptions {
+        pins: p.resolve.clone(),
+        connect_to: p.discovery.connect_to.clone(),
+        ca_file: p.ca_file.clone(),
+        proxy: p.proxy.clone(),
+        connect_timeout: Duration::from_secs_f64(p.timeout.min(10.0)),
+        read_timeout: Duration::from_secs_f64(p.timeout.min(20.0)),
+        // Each mailbox in flight runs up to 7 checks at once: keep their connections.
+        pool_idle_per_host: (a.per_endpoint as usize * 8).min(a.concurrency as usize * 8),
+        ..HttpOptions::default()
+    };
+    let shared = Arc::new(Shared {
+        client: Arc::new(HttpClient::new(&opts)?),
+        redactor: Arc::new(redactor),
+        credentials,
+        default_endpoint,
+        timeout: Duration::from_secs_f64(p.timeout),
+        version: p.server_version,
+        impersonate: p.impersonate,
+        write: p.write,
+        thresholds: p.out.thresholds(),
+    });
+    let limits = Arc::new(Limits::new(a.concurrency as usize, a.per_endpoint as usize));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Mailboxes waiting for admission (a full or paused endpoint) give up at once on a stop.
+    let (tell, stopped) = tokio::sync::watch::channel(false);
+    watch_signals(stop.clone(), tell);
+
+    let total = input.entries.len() as u64;
+    let bar = if !a.no_progress && std::io::stderr().is_terminal() && total > 0 {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} mailboxes, {elapsed} elapsed, eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+
+    // Tasks are spawned in a window ahead of the admitted ones, not all at once: memory stays
+    // flat for any input size, and mailboxes of a paused endpoint wait without holding slots.
+    let window = (a.concurrency as usize * 4).max(256);
+    let mut pending = std::mem::take(&mut input.entries).into_iter();
+    let mut tasks = tokio::task::JoinSet::new();
+    let spawn = |tasks: &mut tokio::task::JoinSet<Option<Report>>, e: Entry| {
+        let (limits, shared, stop) = (limits.clone(), shared.clone(), stop.clone());
+        let mut stopped = stopped.clone();
+        tasks.spawn(async move {
+            let url = e.ews_url.as_ref().or(shared.default_endpoint.as_ref());
+            let ep = limits.endpoint(&scheduler::endpoint_key(url));
+            let slot = tokio::select! {
+                s = limits.admit(&ep) => s,
+                _ = async {
+                    // No signal watcher (it could not be set up): never stops.
+                    if stopped.wait_for(|s| *s).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => None,
+            };
+            if slot.is_none() || stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            // Boxed: queued mailboxes stay small until they run.
+            let report = Box::pin(probe_one(&shared, &e, ep)).await;
+            drop(slot);
+            Some(report)
+        });
+    };
+
+    let mut reports = Vec::new();
+    loop {
+        while tasks.len() < window {
+            if stop.load(Ordering::SeqCst) {
+                summary.not_started += pending.len() as u64;
+                pending = Vec::new().into_iter();
+            }
+            match pending.next() {
+                Some(e) => spawn(&mut tasks, e),
+                None => break,
+            }
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let report = match joined {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                summary.not_started += 1;
+                continue;
+            }
+            Err(e) => {
+                // A panicked probe is a bug; say so and go on with the others.
+                eprintln!("ews-probe: internal error in one probe: {e}");
+                summary.raise(crate::diagnose::Status::Unknown);
+                continue;
+            }
+        };
+        let value = serde_json::to_value(&report).unwrap_or_default();
+        summary.add(&value);
+        bar.inc(1);
+        match format {
+            Format::Json => {
+                if let Some(s) = sink.as_mut() {
+                    s.line(&value.to_string())?;
+                }
+            }
+            Format::Text => {
+                if let Some(s) = sink.as_mut() {
+                    s.line(&format!(
+                        "{:<8} {}  {}",
+                        report.status.label(),
+                        report.mailbox,
+                        crate::util::truncate_for_display(&report.headline(), 140)
+                    ))?;
+                }
+            }
+            Format::Prometheus => reports.push(report),
+            Format::Nagios => {}
+        }
+    }
+    bar.finish_and_clear();
+
+    let text = summary.render_text(started.elapsed());
+    match format {
+        Format::Prometheus => {
+            let prom = crate::report::prometheus::render(&reports);
+            match &p.out.output {
+                Some(path) => output::write_atomic(path, &prom)?,
+                None => print!("{prom}"),
+            }
+            eprint!("{text}");
+        }
+        Format::Nagios => {
+            let n = summary.render_nagios();
+            match &p.out.output {
+                Some(path) => output::write_atomic(path, &n)?,
+                None => print!("{n}"),
+            }
+            eprint!("{text}");
+        }
+        Format::Text if p.out.output.is_none() => print!("\n{text}"),
+        _ => eprint!("{text}"),
+    }
+    Ok(summary.status().exit_code() as u8)
+}
