@@ -284,7 +284,7 @@ impl OAuthConfig {
             return cached;
         }
         let http = TransportClient {
-            t: std::ptr::NonNull::from(t),
+            t: t.clone(),
             seen: Mutex::new(Vec::new()),
             give_up: tokio::sync::Notify::new(),
             failures: std::sync::atomic::AtomicU32::new(0),
@@ -604,25 +604,17 @@ fn exchange_step(t: &Transport, id: &str, s: &Seen) -> Step {
 /// probes as tasks, and closures returning borrowing futures hit rustc's higher-ranked
 /// `Send` limit.
 struct TransportClient {
-    /// The run's transport. A pointer, not a reference: a lifetime parameter here makes the
+    /// The run's transport (a shared clone): no lifetime parameter, which would make the
     /// oauth2 futures fail rustc's higher-ranked `Send` check when a fleet spawns probes.
-    t: std::ptr::NonNull<Transport>,
+    t: Transport,
     seen: Mutex<Vec<Seen>>,
     give_up: tokio::sync::Notify,
     failures: std::sync::atomic::AtomicU32,
 }
 
-// SAFETY: `t` points to a `Transport` (which is Send + Sync) borrowed by
-// `OAuthConfig::acquire_with` for its whole body; the client is a local of that body and is
-// dropped before it returns, so the pointer is valid, and only shared access is made.
-unsafe impl Send for TransportClient {}
-// SAFETY: as above; every field is Sync, the pointer is only read through `&Transport`.
-unsafe impl Sync for TransportClient {}
-
 impl TransportClient {
     fn transport(&self) -> &Transport {
-        // SAFETY: see the `Send` impl: valid for as long as `self` exists.
-        unsafe { self.t.as_ref() }
+        &self.t
     }
 }
 

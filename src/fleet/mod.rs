@@ -79,11 +79,15 @@ struct Shared {
 /// One mailbox through the pipeline; the endpoint is told when it says it is busy.
 async fn probe_one(s: &Shared, e: &Entry, ep: Arc<scheduler::Endpoint>) -> Report {
     let mut transport = Transport::http(s.client.clone(), s.redactor.clone(), s.timeout);
-    transport.observe_responses(Arc::new(move |resp| {
+    let observed = transport.observe_responses(Arc::new(move |resp| {
         if let Some(d) = scheduler::busy_pause(resp) {
             ep.pause(d);
         }
     }));
+    if let Err(e) = observed {
+        // Cannot happen for a transport made just above; the back-off then stays per request.
+        tracing::warn!("per-endpoint back-off is off for this mailbox: {e}");
+    }
     let now = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc());

@@ -175,8 +175,12 @@ struct Recorder {
 /// Sees every response as it arrives (the fleet's per-endpoint back-off listens here).
 pub type ResponseObserver = Arc<dyn Fn(&HttpResponse) + Send + Sync>;
 
-/// The transport of one run.
-pub struct Transport {
+/// The transport of one run. Cloning is cheap and shares everything (an `Arc` inside), so a
+/// helper such as the OAuth client can hold the run's transport without borrowing it.
+#[derive(Clone)]
+pub struct Transport(Arc<Inner>);
+
+struct Inner {
     backend: Backend,
     redactor: Arc<Redactor>,
     recorder: Option<Recorder>,
@@ -188,52 +192,62 @@ pub struct Transport {
 impl Transport {
     /// A transport over a (shared) client whose deadline starts now.
     pub fn http(client: Arc<http::HttpClient>, redactor: Arc<Redactor>, timeout: Duration) -> Self {
-        Transport {
+        Transport(Arc::new(Inner {
             backend: Backend::Http(client),
             redactor,
             recorder: None,
             deadline: std::sync::Mutex::new(Instant::now() + timeout),
             observer: None,
-        }
+        }))
     }
 
     pub fn replay(replay: replay::Replay, redactor: Arc<Redactor>) -> Self {
-        Transport {
+        Transport(Arc::new(Inner {
             backend: Backend::Replay(replay),
             redactor,
             recorder: None,
             // Replayed time is virtual: no deadline can pass.
             deadline: std::sync::Mutex::new(Instant::now() + Duration::from_secs(86_400)),
             observer: None,
-        }
+        }))
     }
 
-    /// Records every exchange into `dir` (created if needed).
+    /// The transport's own settings, while nothing else holds it yet.
+    fn setup(&mut self) -> std::io::Result<&mut Inner> {
+        Arc::get_mut(&mut self.0).ok_or_else(|| {
+            std::io::Error::other("the transport is already shared; set it up before cloning it")
+        })
+    }
+
+    /// Records every exchange into `dir` (created if needed). Call before cloning.
     pub fn record_to(&mut self, dir: PathBuf) -> std::io::Result<()> {
         std::fs::create_dir_all(&dir)?;
-        self.recorder = Some(Recorder {
+        self.setup()?.recorder = Some(Recorder {
             dir,
             seq: AtomicU32::new(0),
         });
         Ok(())
     }
 
-    /// Calls `f` with every response (before retry decisions are made on it).
-    pub fn observe_responses(&mut self, f: ResponseObserver) {
-        self.observer = Some(f);
+    /// Calls `f` with every response (before retry decisions are made on it). Call before
+    /// cloning.
+    pub fn observe_responses(&mut self, f: ResponseObserver) -> std::io::Result<()> {
+        self.setup()?.observer = Some(f);
+        Ok(())
     }
 
     pub fn redactor(&self) -> &Redactor {
-        &self.redactor
+        &self.0.redactor
     }
 
     pub fn is_replay(&self) -> bool {
-        matches!(self.backend, Backend::Replay(_))
+        matches!(self.0.backend, Backend::Replay(_))
     }
 
     /// Time left before the run's deadline.
     pub fn remaining(&self) -> Duration {
-        self.deadline
+        self.0
+            .deadline
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .saturating_duration_since(Instant::now())
@@ -242,7 +256,7 @@ impl Transport {
     /// Moves the deadline to `left` from now (the device code flow: the wait for a person
     /// is not the probe's time).
     pub fn set_remaining(&self, left: Duration) {
-        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now() + left;
+        *self.0.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now() + left;
     }
 
     /// Waits for a back-off; a replay only pretends (the wait is still reported).
@@ -256,7 +270,7 @@ impl Transport {
 
     /// Sends one request, once.
     pub async fn send(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        let r = &self.redactor;
+        let r = &self.0.redactor;
         tracing::info!(target: "ews_probe::http", key = %req.key, "{} {}", req.method.as_str(), r.text(req.url.as_str()));
         if tracing::enabled!(target: "ews_probe::http", tracing::Level::DEBUG) {
             for h in &req.headers {
@@ -271,7 +285,7 @@ impl Transport {
                 tracing::debug!(target: "ews_probe::http", "> body: {}", r.text(b));
             }
         }
-        let outcome = match &self.backend {
+        let outcome = match &self.0.backend {
             Backend::Http(c) => c.send(req, self.remaining(), r).await,
             Backend::Replay(p) => p.next(&req.key),
         };
@@ -289,10 +303,10 @@ impl Transport {
                 tracing::info!(target: "ews_probe::http", key = %req.key, "<- failed: {}", r.text(&e.to_string()));
             }
         }
-        if let (Some(obs), Ok(resp)) = (&self.observer, &outcome) {
+        if let (Some(obs), Ok(resp)) = (&self.0.observer, &outcome) {
             obs(resp);
         }
-        if let Some(rec) = &self.recorder {
+        if let Some(rec) = &self.0.recorder {
             self.record(rec, req, &outcome);
         }
         outcome
@@ -304,7 +318,7 @@ impl Transport {
         req: &HttpRequest,
         outcome: &Result<HttpResponse, TransportError>,
     ) {
-        let r = &self.redactor;
+        let r = &self.0.redactor;
         let n = rec.seq.fetch_add(1, Ordering::SeqCst) + 1;
         let redacted = outcome.clone().map(|mut resp| {
             resp.headers = resp
