@@ -178,7 +178,7 @@ pub(crate) fn credentials(a: &ProbeArgs, mailbox: &Mailbox) -> Result<Credential
             if a.record.is_none() && !a.no_token_cache {
                 cfg.cache = crate::auth::cache::TokenCache::user();
             }
-            Ok(Credentials::OAuth(Box::new(cfg)))
+            Ok(Credentials::OAuth(Arc::new(cfg)))
         }
         AuthMode::Ntlm => {
             let user = a
@@ -550,7 +550,7 @@ pub async fn run_bundle(bundle: &Bundle) -> Result<(Report, SessionMeta), AppErr
         mailbox: mailbox.clone(),
         endpoint,
         credentials: match meta.auth {
-            AuthMode::DeviceCode | AuthMode::ClientCredentials => Credentials::OAuth(Box::new(
+            AuthMode::DeviceCode | AuthMode::ClientCredentials => Credentials::OAuth(Arc::new(
                 crate::auth::oauth::OAuthConfig::replayed(meta.auth),
             )),
             AuthMode::Ntlm => {

@@ -63,8 +63,9 @@ pub enum Credentials {
     },
     /// A replayed run: the recorded scheme, no secret (none was ever recorded).
     Replayed(AuthMode),
-    /// OAuth 2.0 (device code or client credentials): the token is fetched during the run.
-    OAuth(Box<oauth::OAuthConfig>),
+    /// OAuth 2.0 (device code or client credentials): the token is fetched during the run,
+    /// once; a fleet's mailboxes share one configuration (and so one token).
+    OAuth(std::sync::Arc<oauth::OAuthConfig>),
     /// NTLM: a handshake authenticates the connection the SOAP requests then use.
     Ntlm(Box<ntlm::NtlmConfig>),
 }

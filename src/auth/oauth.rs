@@ -60,6 +60,10 @@ pub struct OAuthConfig {
     /// Where tokens are kept between runs; `None`: fetch every run (replay, `--record`).
     pub cache: Option<super::cache::TokenCache>,
     token: OnceLock<SecretString>,
+    /// The run's one acquisition through [`OAuthConfig::acquire`]: a fleet shares this
+    /// configuration between mailboxes, and the first to ask runs the flow while the others
+    /// wait for its outcome (a token, or the one failed sign-in).
+    once: tokio::sync::OnceCell<Acquired>,
 }
 
 impl std::fmt::Debug for OAuthConfig {
@@ -127,6 +131,7 @@ pub fn tenant(raw: Option<&str>) -> Result<String, ConfigError> {
 type SleepFut = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What the token flow produced: its steps, and whether EWS requests may follow.
+#[derive(Clone)]
 pub struct Acquired {
     pub steps: Vec<Step>,
     pub usable: bool,
@@ -154,6 +159,7 @@ impl OAuthConfig {
             client,
             cache: None,
             token: OnceLock::new(),
+            once: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -253,19 +259,38 @@ impl OAuthConfig {
     /// Runs the flow through the transport, live sleeping between device code polls. Boxed
     /// as a `Send` future here, where its lifetimes are concrete: a fleet spawns probes as
     /// tasks, and the closures inside would otherwise hit rustc's higher-ranked `Send` limit.
+    ///
+    /// Once per configuration: when a fleet's mailboxes share it, the first caller runs the
+    /// flow and the others wait for that outcome and get a copy of its steps marked as reused
+    /// (no request, duration 0). Their wait does not count against their `--timeout`.
     pub fn acquire<'a>(
         &'a self,
         t: &'a Transport,
         now_unix: i64,
     ) -> futures_util::future::BoxFuture<'a, Acquired> {
         let replay = t.is_replay();
-        Box::pin(self.acquire_with(t, now_unix, move |d| -> SleepFut {
-            if replay {
-                Box::pin(async {})
-            } else {
-                Box::pin(tokio::time::sleep(d))
+        Box::pin(async move {
+            let left = t.remaining();
+            let mut ran = false;
+            let got = self
+                .once
+                .get_or_init(|| {
+                    ran = true;
+                    self.acquire_with(t, now_unix, move |d| -> SleepFut {
+                        if replay {
+                            Box::pin(async {})
+                        } else {
+                            Box::pin(tokio::time::sleep(d))
+                        }
+                    })
+                })
+                .await;
+            if ran {
+                return got.clone();
             }
-        }))
+            t.set_remaining(left);
+            reused(got)
+        })
     }
 
     /// Runs the flow; `sleep` waits between device code polls (tests pass a recorder).
@@ -506,6 +531,23 @@ impl OAuthConfig {
             steps: vec![st],
             usable: false,
         }
+    }
+}
+
+/// Another mailbox's copy of the run's one acquisition: the same steps and facts (so the
+/// same diagnosis), with no time spent and a detail saying so.
+fn reused(got: &Acquired) -> Acquired {
+    let mut steps = got.steps.clone();
+    for st in &mut steps {
+        st.duration_ms = 0.0;
+        st.detail = format!(
+            "obtained once for this run and reused (no request for this mailbox): {}",
+            st.detail
+        );
+    }
+    Acquired {
+        steps,
+        usable: got.usable,
     }
 }
 

@@ -35,7 +35,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use summary::Summary;
 
-/// The same credentials for another mailbox's probe. Secrets stay in `SecretString`s.
+/// The same credentials for another mailbox's probe. Secrets stay in `SecretString`s. OAuth
+/// shares its one configuration, so the run acquires one token (`OAuthConfig::acquire`).
 #[allow(unreachable_patterns)]
 fn share(c: &Credentials) -> Option<Credentials> {
     Some(match c {
@@ -48,6 +49,7 @@ fn share(c: &Credentials) -> Option<Credentials> {
             token: SecretString::from(token.expose_secret().to_string()),
         },
         Credentials::Replayed(m) => Credentials::Replayed(*m),
+        Credentials::OAuth(o) => Credentials::OAuth(o.clone()),
         _ => return None,
     })
 }
@@ -267,7 +269,9 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
         default_endpoint,
         timeout: Duration::from_secs_f64(p.timeout),
         version: p.server_version,
-        impersonate: p.impersonate,
+        // App-only tokens act for no one: every mailbox's requests impersonate it (OA-5),
+        // as `probe` does.
+        impersonate: p.impersonate || p.auth == AuthMode::ClientCredentials,
         write: p.write,
         thresholds: p.out.thresholds(),
     });
