@@ -462,6 +462,7 @@ fn usage_errors_exit_3() {
         vec!["fleet", "--input", "x", "--concurrency", "0"],
         vec!["fleet", "--input", "x", "--resume"],
         vec!["fleet", "--input", "-", "--auth", "basic"],
+        vec!["fleet", "--input", "-", "--auth", "ntlm"],
     ] {
         let o = run(&args);
         assert_eq!(

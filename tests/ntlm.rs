@@ -349,3 +349,94 @@ async fn ntlm_over_tls_with_a_custom_ca() {
     .await;
     assert_eq!(codes(&r), ["tls_failure"], "{:#?}", r.steps);
 }
+
+/// `ews-probe fleet --auth ntlm` over `n` mailboxes (the binary), NDJSON lines back.
+fn fleet_ntlm(a: &Acceptor, password: &str, n: usize) -> (Option<i32>, Vec<serde_json::Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, format!("{password}\n")).unwrap();
+    let input = dir.path().join("in.txt");
+    let all: Vec<String> = (0..n).map(|i| format!("m{i}@contoso.com")).collect();
+    std::fs::write(&input, all.join("\n") + "\n").unwrap();
+    let out = dir.path().join("out.ndjson");
+    let o = Command::new(env!("CARGO_BIN_EXE_ews-probe"))
+        .args([
+            "fleet",
+            "--input",
+            input.to_str().unwrap(),
+            "--ews-url",
+            &a.url(),
+        ])
+        .args([
+            "--auth",
+            "ntlm",
+            "--user",
+            "CONTOSO\\j.smith",
+            "--impersonate",
+        ])
+        .args(["--password-file", pw.to_str().unwrap(), "--timeout", "20"])
+        .args(["--output", out.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut got: Vec<String> = lines
+        .iter()
+        .map(|r| r["mailbox"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        all,
+        "one line per mailbox: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code(), lines)
+}
+
+#[test]
+fn fleet_gives_each_mailbox_its_own_authenticated_connection() {
+    let Some(py) = python() else { return };
+    let a = start(&py, "both");
+    let (code, lines) = fleet_ntlm(&a, PASSWORD, 5);
+    let log = a.log();
+    assert_eq!(code, Some(0), "{log}");
+    for r in &lines {
+        assert_eq!(r["status"], "ok", "{r}\n{log}");
+    }
+    // Five handshakes verified by the acceptor, each on a connection of its own, and every
+    // SOAP request on one of them: eight per connection, never another mailbox's.
+    let conns: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("authenticated "))
+        .map(|l| l.rsplit(" on ").next().unwrap())
+        .collect();
+    let distinct: std::collections::HashSet<&str> = conns.iter().copied().collect();
+    assert_eq!((conns.len(), distinct.len()), (5, 5), "{log}");
+    for c in &distinct {
+        let n = log
+            .lines()
+            .filter(|l| l.starts_with("post ") && l.ends_with(&format!("on {c} auth-header=False")))
+            .count();
+        assert_eq!(n, 8, "{c}\n{log}");
+    }
+    assert_eq!(log.lines().filter(|l| l.starts_with("post ")).count(), 40);
+}
+
+#[test]
+fn fleet_with_a_wrong_ntlm_password_reports_every_mailbox() {
+    let Some(py) = python() else { return };
+    let a = start(&py, "both");
+    let (code, lines) = fleet_ntlm(&a, "not-the-password", 5);
+    let log = a.log();
+    assert_eq!(code, Some(2), "{log}");
+    for r in &lines {
+        assert_eq!(r["diagnoses"][0]["code"], "invalid_credentials", "{r}");
+    }
+    assert_eq!(log.matches("rejected on").count(), 5, "{log}");
+    assert!(!log.contains("post "), "no SOAP request: {log}");
+}

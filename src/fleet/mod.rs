@@ -50,6 +50,12 @@ fn share(c: &Credentials) -> Option<Credentials> {
         },
         Credentials::Replayed(m) => Credentials::Replayed(*m),
         Credentials::OAuth(o) => Credentials::OAuth(o.clone()),
+        // NTLM authenticates a connection: each mailbox gets a fresh configuration (its own
+        // serial lock) for its own pinned connection (`Shared::ntlm`).
+        Credentials::Ntlm(n) => Credentials::Ntlm(Box::new(crate::auth::ntlm::NtlmConfig::new(
+            &n.display_user(),
+            SecretString::from(n.password.expose_secret().to_string()),
+        ))),
         _ => return None,
     })
 }
@@ -68,6 +74,12 @@ fn read_input(path: &str) -> Result<String, AppError> {
 /// What every mailbox's probe shares.
 struct Shared {
     client: Arc<HttpClient>,
+    /// NTLM: the options each mailbox builds its own client (one pinned connection) from, so
+    /// mailboxes run concurrently and never share an authenticated connection.
+    ntlm: Option<HttpOptions>,
+    /// NTLM, if a mailbox's own client cannot be built: it uses the run's one (`client`), one
+    /// mailbox at a time.
+    ntlm_fallback: tokio::sync::Mutex<()>,
     redactor: Arc<Redactor>,
     credentials: Credentials,
     default_endpoint: Option<url::Url>,
@@ -80,7 +92,23 @@ struct Shared {
 
 /// One mailbox through the pipeline; the endpoint is told when it says it is busy.
 async fn probe_one(s: &Shared, e: &Entry, ep: Arc<scheduler::Endpoint>) -> Report {
-    let mut transport = Transport::http(s.client.clone(), s.redactor.clone(), s.timeout);
+    let mut client = s.client.clone();
+    let mut _one_at_a_time = None;
+    if let Some(opts) = &s.ntlm {
+        match HttpClient::new(opts) {
+            Ok(c) => client = Arc::new(c),
+            Err(err) => {
+                // The same options built the run's client at start; only a changed file
+                // (--ca-file) gets here.
+                tracing::warn!(
+                    "{}: own NTLM connection not available ({err}); using the run's, one mailbox at a time",
+                    e.mailbox.address()
+                );
+                _one_at_a_time = Some(s.ntlm_fallback.lock().await);
+            }
+        }
+    }
+    let mut transport = Transport::http(client, s.redactor.clone(), s.timeout);
     let observed = transport.observe_responses(Arc::new(move |resp| {
         if let Some(d) = scheduler::busy_pause(resp) {
             ep.pause(d);
@@ -163,10 +191,11 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
             "--resume continues an NDJSON output: use it with --format json".into(),
         ));
     }
-    if p.auth == AuthMode::Basic && p.user.is_none() {
-        return Err(AppError::Usage(
-            "fleet with --auth basic needs --user (one account for every mailbox, usually with --impersonate)".into(),
-        ));
+    if matches!(p.auth, AuthMode::Basic | AuthMode::Ntlm) && p.user.is_none() {
+        return Err(AppError::Usage(format!(
+            "fleet with --auth {} needs --user (one account for every mailbox, usually with --impersonate)",
+            p.auth.as_str()
+        )));
     }
     if p.password_stdin && a.input == "-" {
         return Err(AppError::Usage(
@@ -260,10 +289,13 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
         read_timeout: Duration::from_secs_f64(p.timeout.min(20.0)),
         // Each mailbox in flight runs up to 7 checks at once: keep their connections.
         pool_idle_per_host: (a.per_endpoint as usize * 8).min(a.concurrency as usize * 8),
+        connection_auth: p.auth == AuthMode::Ntlm,
         ..HttpOptions::default()
     };
     let shared = Arc::new(Shared {
         client: Arc::new(HttpClient::new(&opts)?),
+        ntlm: (p.auth == AuthMode::Ntlm).then(|| opts.clone()),
+        ntlm_fallback: tokio::sync::Mutex::new(()),
         redactor: Arc::new(redactor),
         credentials,
         default_endpoint,
