@@ -408,6 +408,7 @@ pub async fn probe_with(
         },
         write: a.write,
         now,
+        challenge: None,
     };
     let (evidence, cfg) = pipeline(cfg, &plan, &transport).await;
     let verdict = diagnose::diagnose(&mailbox, &evidence);
@@ -564,6 +565,7 @@ pub async fn run_bundle(bundle: &Bundle) -> Result<(Report, SessionMeta), AppErr
         },
         write: meta.write,
         now,
+        challenge: None,
     };
     let (evidence, _) = pipeline(cfg, &plan, &transport).await;
     let verdict = diagnose::diagnose(&mailbox, &evidence);

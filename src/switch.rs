@@ -499,6 +499,7 @@ async fn live_side(
         },
         write: false,
         now,
+        challenge: None,
     };
     let evidence = probe::run(&cfg, &transport).await;
     let verdict = diagnose::diagnose(&mailbox, &evidence);

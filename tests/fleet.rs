@@ -518,3 +518,56 @@ fn the_shared_token_never_shows_in_output_or_traces() {
     }
     assert_eq!(lines(&out).len(), 2);
 }
+
+#[test]
+fn the_challenge_is_observed_once_per_endpoint() {
+    // Two endpoints, every mailbox of one at that endpoint's one EWS URL (as in a tenant).
+    let (a, b) = (fleet_server::start(0, 0), fleet_server::start(0, 0));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    let mut csv = String::from("mailbox,ews_url\n");
+    let mut all = Vec::new();
+    for i in 0..40 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        csv.push_str(&format!("c{i}@contoso.com,{}\n", s.url("healthy", 0)));
+        all.push(format!("c{i}@contoso.com"));
+    }
+    std::fs::write(&input, csv).unwrap();
+    let out = dir.path().join("out.ndjson");
+    let o = run(&[
+        "fleet",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let got = lines(&out);
+    assert_once(&mailboxes(&got), &all);
+    // 20 mailboxes per endpoint: 8 EWS requests each, and ONE challenge GET per endpoint.
+    for s in [&a, &b] {
+        assert_eq!(s.stats.requests.load(Ordering::SeqCst), 20 * 8 + 1);
+    }
+    // Every report still has its challenge step; all but one per endpoint say it was shared.
+    let mut sent = 0;
+    for r in &got {
+        let c = r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "auth.challenge")
+            .unwrap_or_else(|| panic!("no challenge step: {r}"));
+        let d = c["detail"].as_str().unwrap();
+        if d.starts_with("observed once for this endpoint in this run") {
+            assert_eq!(c["duration_ms"].as_f64(), Some(0.0));
+        } else {
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 2);
+}

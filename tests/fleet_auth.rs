@@ -189,8 +189,17 @@ async fn client_credentials_one_token_for_the_run_and_each_mailbox_impersonated(
         &stderr[stderr.len().saturating_sub(3000)..]
     );
 
-    // Exactly one token request for the whole run, though 50 mailboxes asked at once.
+    // Exactly one token request for the whole run, though 50 mailboxes asked at once; and
+    // one challenge GET for the endpoint (observed once, reused by the other mailboxes).
     assert_eq!(requests_to(&s, "/token").await, 1);
+    let gets = s
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == wiremock::http::Method::GET)
+        .count();
+    assert_eq!(gets, 1, "one challenge GET per endpoint");
     let got = lines(&out);
     one_line_each(&got, &all);
     let mut fetched = 0;
@@ -209,6 +218,24 @@ async fn client_credentials_one_token_for_the_run_and_each_mailbox_impersonated(
     assert_eq!(
         fetched, 1,
         "one mailbox's line shows the token request itself"
+    );
+    let observed_here = got
+        .iter()
+        .filter(|r| {
+            let c = step(r, "auth.challenge");
+            assert!(
+                c["detail"].as_str().unwrap().contains("offers Bearer"),
+                "{c}"
+            );
+            !c["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("observed once for this endpoint")
+        })
+        .count();
+    assert_eq!(
+        observed_here, 1,
+        "every line has the challenge step; one sent it"
     );
 
     // Every EWS request carries the one token and impersonates its own mailbox.

@@ -425,6 +425,8 @@ fn fleet_gives_each_mailbox_its_own_authenticated_connection() {
         assert_eq!(n, 8, "{c}\n{log}");
     }
     assert_eq!(log.lines().filter(|l| l.starts_with("post ")).count(), 40);
+    // The challenge GET: once for the endpoint, not once per mailbox.
+    assert_eq!(log.matches("GET - unauthenticated").count(), 1, "{log}");
 }
 
 #[test]

@@ -109,9 +109,10 @@ async fn probe_one(s: &Shared, e: &Entry, ep: Arc<scheduler::Endpoint>) -> Repor
         }
     }
     let mut transport = Transport::http(client, s.redactor.clone(), s.timeout);
+    let busy_ep = ep.clone();
     let observed = transport.observe_responses(Arc::new(move |resp| {
         if let Some(d) = scheduler::busy_pause(resp) {
-            ep.pause(d);
+            busy_ep.pause(d);
         }
     }));
     if let Err(e) = observed {
@@ -121,9 +122,12 @@ async fn probe_one(s: &Shared, e: &Entry, ep: Arc<scheduler::Endpoint>) -> Repor
     let now = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    let endpoint = e.ews_url.clone().or_else(|| s.default_endpoint.clone());
+    // Observed once per endpoint URL in this run (one request of nine per mailbox saved).
+    let challenge = endpoint.as_ref().map(|u| ep.challenge(u));
     let cfg = ProbeConfig {
         mailbox: e.mailbox.clone(),
-        endpoint: e.ews_url.clone().or_else(|| s.default_endpoint.clone()),
+        endpoint,
         credentials: share(&s.credentials).unwrap_or(Credentials::None),
         context: RequestContext {
             version: s.version,
@@ -131,6 +135,7 @@ async fn probe_one(s: &Shared, e: &Entry, ep: Arc<scheduler::Endpoint>) -> Repor
         },
         write: s.write,
         now,
+        challenge,
     };
     let evidence = probe::run(&cfg, &transport).await;
     let verdict = diagnose::diagnose(&e.mailbox, &evidence);

@@ -24,6 +24,9 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(300);
 pub struct Endpoint {
     permits: Arc<Semaphore>,
     paused_until: Mutex<Option<Instant>>,
+    /// The challenge step (`auth.challenge`) observed once per EWS URL of this origin: what an
+    /// endpoint offers before any credential is the same for all its mailboxes.
+    challenges: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<crate::evidence::Step>>>>,
 }
 
 impl Endpoint {
@@ -35,6 +38,12 @@ impl Endpoint {
         {
             *p = Some(until);
         }
+    }
+
+    /// The run's one challenge step for `url` (an EWS URL of this endpoint).
+    pub fn challenge(&self, url: &url::Url) -> Arc<tokio::sync::OnceCell<crate::evidence::Step>> {
+        let mut m = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(url.as_str().to_string()).or_default().clone()
     }
 
     fn paused_until(&self) -> Option<Instant> {
@@ -80,6 +89,7 @@ impl Limits {
                 Arc::new(Endpoint {
                     permits: Arc::new(Semaphore::new(self.per_endpoint)),
                     paused_until: Mutex::new(None),
+                    challenges: Mutex::new(HashMap::new()),
                 })
             })
             .clone()

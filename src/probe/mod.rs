@@ -31,6 +31,40 @@ pub struct ProbeConfig {
     pub write: bool,
     /// The instant the calendar and availability windows start from.
     pub now: OffsetDateTime,
+    /// A fleet's one challenge step for this endpoint URL: the first probe to need it sends
+    /// the GET, the others of the run reuse what it observed. `None`: this probe sends its own.
+    pub challenge: Option<std::sync::Arc<tokio::sync::OnceCell<Step>>>,
+}
+
+/// The challenge step: this probe's own, or the run's one for the endpoint. Only an answer
+/// from the server is shared; a failed attempt is this probe's alone (the next one tries).
+async fn challenge_step(cfg: &ProbeConfig, t: &Transport, endpoint: &url::Url) -> Step {
+    let Some(cell) = &cfg.challenge else {
+        return crate::auth::challenge::run(t, endpoint).await;
+    };
+    let mut mine: Option<Step> = None;
+    let slot = &mut mine;
+    let shared = cell
+        .get_or_try_init(move || async move {
+            let st = crate::auth::challenge::run(t, endpoint).await;
+            *slot = Some(st.clone());
+            if st.http.is_some() { Ok(st) } else { Err(()) }
+        })
+        .await
+        .ok()
+        .cloned();
+    match (mine, shared) {
+        (Some(st), _) => st,
+        (None, Some(mut st)) => {
+            st.duration_ms = 0.0;
+            st.detail = format!(
+                "observed once for this endpoint in this run (no request for this mailbox): {}",
+                st.detail
+            );
+            st
+        }
+        (None, None) => crate::auth::challenge::run(t, endpoint).await,
+    }
 }
 
 /// EWS codes that mean "the server is busy, come back later".
@@ -382,7 +416,7 @@ pub async fn run(cfg: &ProbeConfig, t: &Transport) -> Evidence {
         let ntlm = matches!(cfg.credentials, crate::auth::Credentials::Ntlm(_));
         let mut challenge = None;
         if ntlm {
-            challenge = Some(crate::auth::challenge::run(t, endpoint).await);
+            challenge = Some(challenge_step(cfg, t, endpoint).await);
         }
         let offered: Vec<String> = match challenge.as_ref().and_then(|s| s.auth.as_ref()) {
             Some(crate::auth::facts::AuthFacts::Challenge(c)) => c.schemes.clone(),
@@ -428,8 +462,7 @@ pub async fn run(cfg: &ProbeConfig, t: &Transport) -> Evidence {
             Some(c) => (main_path.await, c),
             None => {
                 let (m, c) =
-                    futures_util::future::join(main_path, crate::auth::challenge::run(t, endpoint))
-                        .await;
+                    futures_util::future::join(main_path, challenge_step(cfg, t, endpoint)).await;
                 challenge_parallel = true;
                 (m, c)
             }
