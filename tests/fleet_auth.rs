@@ -429,3 +429,138 @@ async fn device_code_signs_in_once_for_the_run() {
         assert!(!String::from_utf8_lossy(&q.body).contains("ExchangeImpersonation"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificate_one_assertion_and_token_for_the_run() {
+    let s = MockServer::start().await;
+    exo_challenge(&s).await;
+    healthy(&s).await;
+    let token = app_token();
+    on_token(
+        &s,
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "token_type": "Bearer", "expires_in": 3599, "access_token": token
+        })),
+    )
+    .await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["ews-probe".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("app.pem");
+    std::fs::write(&pem, format!("{}{}", cert.pem(), key.serialize_pem())).unwrap();
+    let (inp, all) = input(dir.path(), 20);
+    let out = dir.path().join("out.ndjson");
+    let mut args = client_credentials_args(&s, &inp, &out);
+    let i = args
+        .iter()
+        .position(|a| a == "--client-secret-env")
+        .unwrap();
+    args.splice(
+        i..i + 2,
+        [
+            "--client-cert".to_string(),
+            pem.to_str().unwrap().to_string(),
+        ],
+    );
+    args.push("-vv".into());
+    let o = fleet(args, vec![]).await;
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        &stderr[stderr.len().saturating_sub(3000)..]
+    );
+    let toks: Vec<String> = s
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == TOKEN_PATH)
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(toks.len(), 1, "one signed assertion, one token request");
+    let form: HashMap<String, String> = url::form_urlencoded::parse(toks[0].as_bytes())
+        .into_owned()
+        .collect();
+    assert!(!form.contains_key("client_secret"));
+    let assertion = &form["client_assertion"];
+    one_line_each(&lines(&out), &all);
+    let anchors: std::collections::HashSet<String> = posts(&s)
+        .await
+        .iter()
+        .filter(|q| q.url.path() == "/EWS/Exchange.asmx")
+        .map(|q| {
+            assert_eq!(
+                q.headers.get("authorization").unwrap().to_str().unwrap(),
+                format!("Bearer {token}")
+            );
+            q.headers
+                .get("x-anchormailbox")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(anchors.len(), 20);
+    // The assertion (a bearer credential) and the token never show in the output or trace.
+    let output = std::fs::read_to_string(&out).unwrap();
+    for text in [stderr.as_ref(), output.as_str()] {
+        assert!(
+            !text.contains(assertion.as_str()),
+            "client assertion leaked"
+        );
+        assert!(!text.contains(&token), "token leaked");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unusable_claims_are_judged_once_for_every_mailbox() {
+    let s = MockServer::start().await;
+    exo_challenge(&s).await;
+    healthy(&s).await;
+    // An app token without full_access_as_app (research/security.md §2.6).
+    let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+    let claims = serde_json::json!({"aud": "https://outlook.office365.com", "roles": ["Mail.Read"], "exp": exp});
+    let token = format!(
+        "{}.{}.{}",
+        B64.encode(r#"{"typ":"JWT","alg":"RS256"}"#),
+        B64.encode(claims.to_string()),
+        B64.encode("sig")
+    );
+    on_token(
+        &s,
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "token_type": "Bearer", "expires_in": 3599, "access_token": token
+        })),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (inp, all) = input(dir.path(), 20);
+    let out = dir.path().join("out.ndjson");
+    let args = client_credentials_args(&s, &inp, &out);
+    let o = fleet(args, vec![("FLEET_AUTH_TEST_SECRET", SECRET.into())]).await;
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(requests_to(&s, "/token").await, 1);
+    assert!(
+        posts(&s)
+            .await
+            .iter()
+            .all(|q| q.url.path() != "/EWS/Exchange.asmx"),
+        "no EWS request with an unusable token"
+    );
+    let got = lines(&out);
+    one_line_each(&got, &all);
+    for r in &got {
+        assert_eq!(r["diagnoses"][0]["code"], "token_missing_permission", "{r}");
+    }
+}
