@@ -149,7 +149,8 @@ scenario("onprem-found-by-autodiscover", "No EWS URL given: realm discovery (no 
           ("autodiscover.01.v2", http_exchange("http/autodiscover_v2_404.http"), 88.0),
           ("autodiscover.02.pox", http_exchange("http/iis_404_html.http"), 35.2),
           ("autodiscover.03.pox", http_exchange("http/autodiscover_401_challenge.http"), 12.1),
-          ("autodiscover.04.pox_auth", xml_answer("autodiscover/pox_settings.xml"), 61.7)]
+          ("autodiscover.04.pox_auth", xml_answer("autodiscover/pox_settings.xml"), 61.7),
+          ("auth.challenge", http_exchange("http/onprem_401_basic_and_windows.http"), 5.8)]
          + [(k, t.replace("AM0PR06CA0096", "EXCH01"), ms) for (k, t, ms) in healthy()],
          0, [], ALL_AVAILABLE, discovery={"realm": True, "autodiscover": True, "trust_hosts": []})
 

@@ -137,7 +137,7 @@ pub struct ProbeArgs {
     /// Send requests through this proxy.
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
-    /// Pin HOST:PORT to ADDR without DNS, like curl's --resolve.
+    /// Pin HOST to ADDR without DNS (curl's HOST:PORT:ADDR form; the URL's port is used).
     #[arg(long, value_name = "HOST:PORT:ADDR")]
     pub resolve: Vec<crate::transport::resolve::Pin>,
     #[command(flatten)]
@@ -176,7 +176,7 @@ pub struct DiscoverArgs {
     /// Send requests through this proxy.
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
-    /// Pin HOST:PORT to ADDR without DNS, like curl's --resolve.
+    /// Pin HOST to ADDR without DNS (curl's HOST:PORT:ADDR form; the URL's port is used).
     #[arg(long, value_name = "HOST:PORT:ADDR")]
     pub resolve: Vec<crate::transport::resolve::Pin>,
     #[command(flatten)]

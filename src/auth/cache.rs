@@ -61,6 +61,8 @@ impl TokenCache {
             .or_else(|| std::env::var_os("LOCALAPPDATA").map(PathBuf::from))?;
         Some(TokenCache {
             dir: base.join("ews-probe"),
+            // Initializes the platform's store (Keychain, Credential Manager, Secret Service)
+            // as keyring-core's default, which the entries below then use.
             keyring: keyring::Entry::store_status().is_ok(),
         })
     }
@@ -114,7 +116,7 @@ impl TokenCache {
     /// A cached token that lives at least [`MARGIN_SECS`] past `now`.
     pub fn get(&self, key: &str, now: i64) -> Option<SecretString> {
         let entry: Option<Entry> = if self.keyring {
-            keyring::Entry::new(SERVICE, key)
+            keyring_core::Entry::new(SERVICE, key)
                 .and_then(|e| e.get_password())
                 .ok()
                 .and_then(|s| serde_json::from_str(&s).ok())
@@ -135,7 +137,7 @@ impl TokenCache {
         };
         let json = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
         if self.keyring {
-            let stored = keyring::Entry::new(SERVICE, key).and_then(|e| e.set_password(&json));
+            let stored = keyring_core::Entry::new(SERVICE, key).and_then(|e| e.set_password(&json));
             if stored.is_ok() {
                 let mut index: Vec<String> = self.read_map(INDEX);
                 if !index.iter().any(|k| k == key) {
@@ -158,7 +160,7 @@ impl TokenCache {
         let mut n = 0;
         let index: Vec<String> = self.read_map(INDEX);
         for key in &index {
-            if let Ok(e) = keyring::Entry::new(SERVICE, key)
+            if let Ok(e) = keyring_core::Entry::new(SERVICE, key)
                 && e.delete_credential().is_ok()
             {
                 n += 1;
@@ -191,6 +193,35 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyring_cache_keeps_the_token_out_of_files_and_logout_clears_it() {
+        // keyring-core's in-memory mock store stands in for the OS keyring (none here).
+        keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
+        let d = tempfile::tempdir().unwrap();
+        let c = TokenCache {
+            dir: d.path().join("kc"),
+            keyring: true,
+        };
+        let k = TokenCache::key(
+            "https://login.example.test",
+            "contoso",
+            "app",
+            "device_code",
+            "s",
+        );
+        assert!(c.get(&k, 1000).is_none());
+        c.put(&k, &SecretString::from("tok-keyring-77"), 5000)
+            .unwrap();
+        assert_eq!(c.get(&k, 1000).unwrap().expose_secret(), "tok-keyring-77");
+        // The token is in the keyring, not on disk: only the index of keys is written.
+        assert!(!c.file().exists());
+        let index = std::fs::read_to_string(d.path().join("kc").join(INDEX)).unwrap();
+        assert!(index.contains(&k) && !index.contains("tok-keyring-77"));
+        assert_eq!(c.clear().unwrap(), 1);
+        assert!(c.get(&k, 1000).is_none());
+        assert!(!d.path().join("kc").join(INDEX).exists());
+    }
 
     #[test]
     fn file_cache_round_trip_expiry_mode_and_clear() {
