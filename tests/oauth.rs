@@ -768,3 +768,59 @@ async fn device_code_polling_gives_up_on_a_dead_token_endpoint() {
     // The deadline is back where it was (not extended by the code's 15 minutes).
     assert!(t.remaining() <= Duration::from_secs(30));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_acquisitions_share_one_token_request() {
+    let s = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(token_ok(&app_token()).set_delay(Duration::from_millis(200)))
+        .mount(&s)
+        .await;
+    let client =
+        Arc::new(ews_probe::transport::http::HttpClient::new(&Default::default()).unwrap());
+    let redactor: Arc<ews_probe::transport::redact::Redactor> = Arc::new(Default::default());
+    let cfg = Arc::new(OAuthConfig::new(
+        AuthMode::ClientCredentials,
+        url::Url::parse(&s.uri()).unwrap(),
+        TENANT.into(),
+        "app-1".into(),
+        ClientAuth::Secret(SECRET.into()),
+    ));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    // Eight "mailboxes", each with its own transport, ask at the same moment.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (cfg, client, redactor) = (cfg.clone(), client.clone(), redactor.clone());
+            tokio::spawn(async move {
+                let t = ews_probe::transport::Transport::http(
+                    client,
+                    redactor,
+                    Duration::from_secs(30),
+                );
+                cfg.acquire(&t, now).await
+            })
+        })
+        .collect();
+    let mut fetched = 0;
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert!(got.usable);
+        assert_eq!(got.steps.len(), 1);
+        let st = &got.steps[0];
+        assert_eq!(st.outcome, Outcome::Pass);
+        if st
+            .detail
+            .starts_with("obtained once for this run and reused")
+        {
+            assert_eq!(st.duration_ms, 0.0);
+        } else {
+            assert!(st.duration_ms >= 200.0, "{}", st.duration_ms);
+            fetched += 1;
+        }
+        assert!(matches!(st.auth, Some(AuthFacts::Token { .. })));
+    }
+    assert_eq!(fetched, 1);
+    assert_eq!(token_requests(&s).await.len(), 1);
+    assert!(cfg.token().is_some());
+}
