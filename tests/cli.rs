@@ -780,3 +780,33 @@ fn discover_takes_no_credentials() {
         &["--password-env"],
     );
 }
+
+#[test]
+fn ntlm_refuses_proxy_and_connect_to_instead_of_ignoring_them() {
+    for extra in [
+        &["--proxy", "http://127.0.0.1:3128"][..],
+        &["--connect-to", "mail.contoso.com:443:127.0.0.1:8443"][..],
+    ] {
+        let out = ews_probe()
+            .args([
+                "probe",
+                "j.smith@contoso.com",
+                "--ews-url",
+                "https://mail.contoso.com/EWS/Exchange.asmx",
+                "--auth",
+                "ntlm",
+                "--user",
+                "CONTOSO\\j.smith",
+                "--password-env",
+                "EWS_PROBE_TEST_NTLM_PW",
+            ])
+            .args(extra)
+            .env("EWS_PROBE_TEST_NTLM_PW", "pw-for-the-test")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{extra:?}");
+        let err = stderr_of(&out);
+        assert!(err.contains("not supported with --auth ntlm"), "{err}");
+        assert!(!err.contains("pw-for-the-test"));
+    }
+}

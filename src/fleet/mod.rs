@@ -37,9 +37,8 @@ use summary::Summary;
 
 /// The same credentials for another mailbox's probe. Secrets stay in `SecretString`s. OAuth
 /// shares its one configuration, so the run acquires one token (`OAuthConfig::acquire`).
-#[allow(unreachable_patterns)]
-fn share(c: &Credentials) -> Option<Credentials> {
-    Some(match c {
+fn share(c: &Credentials) -> Credentials {
+    match c {
         Credentials::None => Credentials::None,
         Credentials::Basic { user, password } => Credentials::Basic {
             user: user.clone(),
@@ -56,8 +55,7 @@ fn share(c: &Credentials) -> Option<Credentials> {
             &n.display_user(),
             SecretString::from(n.password.expose_secret().to_string()),
         ))),
-        _ => return None,
-    })
+    }
 }
 
 fn read_input(path: &str) -> Result<String, AppError> {
@@ -128,7 +126,7 @@ async fn probe_one(s: &Shared, e: &Entry, ep: Arc<scheduler::Endpoint>) -> Repor
     let cfg = ProbeConfig {
         mailbox: e.mailbox.clone(),
         endpoint,
-        credentials: share(&s.credentials).unwrap_or(Credentials::None),
+        credentials: share(&s.credentials),
         context: RequestContext {
             version: s.version,
             impersonate: s.impersonate.then(|| e.mailbox.address().to_string()),
@@ -244,12 +242,6 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
         Some(e) => crate::app::credentials(p, &e.mailbox)?,
         None => Credentials::None,
     };
-    if share(&credentials).is_none() {
-        return Err(AppError::Usage(format!(
-            "--auth {} is not available for fleet yet",
-            credentials.mode().as_str()
-        )));
-    }
     // Resume: what the earlier run wrote counts, and is not probed again.
     let mut sink = match (&p.out.output, format) {
         (Some(path), Format::Json) => {

@@ -117,6 +117,11 @@ impl HttpClient {
                     "NTLM authenticates a direct connection; --proxy is not supported with --auth ntlm".into(),
                 ));
             }
+            if !opts.connect_to.is_empty() {
+                return Err(ClientError::Build(
+                    "--connect-to is not supported with --auth ntlm (its one authenticated connection goes to the URL's own host and port); use --resolve to pin the host's address".into(),
+                ));
+            }
             Some(
                 super::pinned::Pinned::new(opts, resolver.clone(), extra_roots)
                     .map_err(ClientError::Build)?,
