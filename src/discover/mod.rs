@@ -96,6 +96,12 @@ pub struct Discovery {
     pub network: Vec<network::HostNetwork>,
 }
 
+/// An Autodiscover answer after the common handling of [`Walk::reply`].
+enum Reply<'a> {
+    Answer(&'a HttpResponse),
+    Redirect(url::Url),
+}
+
 enum Next {
     Found(String),
     Address(String),
@@ -210,6 +216,49 @@ impl<'a> Walk<'a> {
             retryable: false,
         };
         self.t.send(&req).await
+    }
+
+    /// What every Autodiscover request does first with its outcome: a transport failure is
+    /// recorded (a TLS one also gets the diagnostic handshake) and ends this method; a 3xx is
+    /// recorded and, within the hop limit, handed back as the URL to follow (the caller applies
+    /// its own URL rules); anything else is the answer for the caller to read.
+    async fn reply<'o>(
+        &mut self,
+        id: &str,
+        line: &str,
+        out: &'o Result<HttpResponse, TransportError>,
+        u: &url::Url,
+    ) -> Result<Reply<'o>, Next> {
+        let r = match out {
+            Err(e) => {
+                let why = tidy(e);
+                self.record(id.to_string(), line.to_string(), out, false, "");
+                if e.kind == FailureKind::Tls {
+                    self.net(u).await;
+                }
+                return Err(Next::Failed(why));
+            }
+            Ok(r) => r,
+        };
+        if !(300..400).contains(&r.status) {
+            return Ok(Reply::Answer(r));
+        }
+        let loc = r.header("location").map(str::to_string);
+        self.record(
+            id.to_string(),
+            line.to_string(),
+            out,
+            true,
+            &format!("redirect to {}", loc.as_deref().unwrap_or("(no Location)")),
+        );
+        let Some(next) = loc.and_then(|l| u.join(&l).ok()) else {
+            return Err(Next::Failed(format!(
+                "HTTP {} without a usable Location",
+                r.status
+            )));
+        };
+        self.hop().map_err(Next::Stop)?;
+        Ok(Reply::Redirect(next))
     }
 
     fn record(
@@ -566,59 +615,34 @@ impl<'a> Walk<'a> {
                     None,
                 )
                 .await;
-            match &out {
-                Err(e) => {
-                    let why = tidy(e);
-                    let tls = e.kind == FailureKind::Tls;
-                    self.record(id, line, &out, false, "");
-                    if tls {
-                        self.net(&u).await;
-                    }
-                    return Next::Failed(why);
-                }
-                Ok(r) if (300..400).contains(&r.status) => {
-                    let loc = r.header("location").map(str::to_string);
-                    self.record(
-                        id,
-                        line,
-                        &out,
-                        true,
-                        &format!("redirect to {}", loc.as_deref().unwrap_or("(no Location)")),
-                    );
-                    let Some(next) = loc.and_then(|l| u.join(&l).ok()) else {
-                        return Next::Failed(format!(
-                            "HTTP {} without a usable Location",
-                            r.status
-                        ));
-                    };
-                    if let Err(why) = self.hop() {
-                        return Next::Stop(why);
-                    }
+            let r = match self.reply(&id, &line, &out, &u).await {
+                Err(stop) => return stop,
+                Ok(Reply::Redirect(next)) => {
                     if let Err(why) = self.url_allowed(&next) {
                         return self.refuse("v2", next.as_str(), &why);
                     }
                     u = next;
+                    continue;
                 }
-                Ok(r) if r.status == 200 => {
-                    let a = answer::parse_v2(&r.body);
-                    let (pass, note) = match &a {
-                        Answer::Endpoint(e) => (true, format!("EWS URL {e}")),
-                        Answer::Error(e) => (false, e.clone()),
-                        _ => (false, "unexpected answer".to_string()),
-                    };
-                    self.record(id, line, &out, pass, &note);
-                    return match a {
-                        Answer::Endpoint(e) => self.endpoint(&e, method),
-                        Answer::Error(e) => Next::Failed(e),
-                        _ => Next::Failed("unexpected answer".into()),
-                    };
-                }
-                Ok(r) => {
-                    let why = format!("HTTP {} {}", r.status, r.reason);
-                    self.record(id, line, &out, false, "");
-                    return Next::Failed(why);
-                }
+                Ok(Reply::Answer(r)) => r,
+            };
+            if r.status == 200 {
+                let a = answer::parse_v2(&r.body);
+                let (pass, note) = match &a {
+                    Answer::Endpoint(e) => (true, format!("EWS URL {e}")),
+                    Answer::Error(e) => (false, e.clone()),
+                    _ => (false, "unexpected answer".to_string()),
+                };
+                self.record(id, line, &out, pass, &note);
+                return match a {
+                    Answer::Endpoint(e) => self.endpoint(&e, method),
+                    Answer::Error(e) => Next::Failed(e),
+                    _ => Next::Failed("unexpected answer".into()),
+                };
             }
+            let why = format!("HTTP {} {}", r.status, r.reason);
+            self.record(id, line, &out, false, "");
+            return Next::Failed(why);
         }
     }
 
@@ -684,34 +708,9 @@ impl<'a> Walk<'a> {
                     }
                 }
             }
-            match &out {
-                Err(e) => {
-                    let why = tidy(e);
-                    let tls = e.kind == FailureKind::Tls;
-                    self.record(id, line, &out, false, "");
-                    if tls {
-                        self.net(&u).await;
-                    }
-                    return Next::Failed(why);
-                }
-                Ok(r) if (300..400).contains(&r.status) => {
-                    let loc = r.header("location").map(str::to_string);
-                    self.record(
-                        id,
-                        line,
-                        &out,
-                        true,
-                        &format!("redirect to {}", loc.as_deref().unwrap_or("(no Location)")),
-                    );
-                    let Some(next) = loc.and_then(|l| u.join(&l).ok()) else {
-                        return Next::Failed(format!(
-                            "HTTP {} without a usable Location",
-                            r.status
-                        ));
-                    };
-                    if let Err(why) = self.hop() {
-                        return Next::Stop(why);
-                    }
+            let r = match self.reply(&id, &line, &out, &u).await {
+                Err(stop) => return stop,
+                Ok(Reply::Redirect(next)) => {
                     if !next.path().to_ascii_lowercase().ends_with(kind.file()) {
                         return self.refuse(
                             kind.label(),
@@ -720,51 +719,53 @@ impl<'a> Walk<'a> {
                         );
                     }
                     u = next;
+                    continue;
                 }
-                Ok(r) if r.status == 200 => {
-                    let a = match kind {
-                        Kind::Pox => answer::parse_pox(&r.body),
-                        Kind::Soap => answer::parse_soap(&r.body),
-                    };
-                    let note = match &a {
-                        Answer::Endpoint(e) => format!("EWS URL {e}"),
-                        Answer::RedirectUrl(x) => format!("redirectUrl {x}"),
-                        Answer::RedirectAddr(x) => format!("redirectAddr {x}"),
-                        Answer::Error(e) => e.clone(),
-                    };
-                    self.record(id, line, &out, !matches!(a, Answer::Error(_)), &note);
-                    match a {
-                        Answer::Endpoint(e) => return self.endpoint(&e, kind.name()),
-                        Answer::Error(e) => return Next::Failed(e),
-                        Answer::RedirectAddr(x) => {
-                            if x.eq_ignore_ascii_case(address) {
-                                return Next::Failed(format!(
-                                    "redirectAddr to the same address {x}: treated as invalid"
-                                ));
-                            }
-                            return Next::Address(x);
+                Ok(Reply::Answer(r)) => r,
+            };
+            if r.status == 200 {
+                let a = match kind {
+                    Kind::Pox => answer::parse_pox(&r.body),
+                    Kind::Soap => answer::parse_soap(&r.body),
+                };
+                let note = match &a {
+                    Answer::Endpoint(e) => format!("EWS URL {e}"),
+                    Answer::RedirectUrl(x) => format!("redirectUrl {x}"),
+                    Answer::RedirectAddr(x) => format!("redirectAddr {x}"),
+                    Answer::Error(e) => e.clone(),
+                };
+                self.record(id, line, &out, !matches!(a, Answer::Error(_)), &note);
+                match a {
+                    Answer::Endpoint(e) => return self.endpoint(&e, kind.name()),
+                    Answer::Error(e) => return Next::Failed(e),
+                    Answer::RedirectAddr(x) => {
+                        if x.eq_ignore_ascii_case(address) {
+                            return Next::Failed(format!(
+                                "redirectAddr to the same address {x}: treated as invalid"
+                            ));
                         }
-                        Answer::RedirectUrl(x) => {
-                            if let Err(why) = self.hop() {
-                                return Next::Stop(why);
-                            }
-                            match url::Url::parse(&x) {
-                                Ok(next) => u = next,
-                                Err(e) => {
-                                    return Next::Failed(format!(
-                                        "redirectUrl '{x}' is not a URL: {e}"
-                                    ));
-                                }
+                        return Next::Address(x);
+                    }
+                    Answer::RedirectUrl(x) => {
+                        if let Err(why) = self.hop() {
+                            return Next::Stop(why);
+                        }
+                        match url::Url::parse(&x) {
+                            Ok(next) => u = next,
+                            Err(e) => {
+                                return Next::Failed(format!(
+                                    "redirectUrl '{x}' is not a URL: {e}"
+                                ));
                             }
                         }
                     }
                 }
-                Ok(r) => {
-                    let why = format!("HTTP {} {}", r.status, r.reason);
-                    self.record(id, line, &out, false, "");
-                    return Next::Failed(why);
-                }
+                // Only a redirectUrl gets here: follow it.
+                continue;
             }
+            let why = format!("HTTP {} {}", r.status, r.reason);
+            self.record(id, line, &out, false, "");
+            return Next::Failed(why);
         }
     }
 
