@@ -46,6 +46,18 @@ pub enum AppError {
     Write(String, std::io::Error),
 }
 
+/// The HTTP client's options from the network flags every command shares.
+pub(crate) fn http_options(net: &crate::cli::NetworkArgs) -> HttpOptions {
+    HttpOptions {
+        pins: net.resolve.clone(),
+        ca_file: net.ca_file.clone(),
+        proxy: net.proxy.clone(),
+        connect_timeout: Duration::from_secs_f64(net.timeout.min(10.0)),
+        read_timeout: Duration::from_secs_f64(net.timeout.min(20.0)),
+        ..HttpOptions::default()
+    }
+}
+
 /// Checks the EWS URL: https, or http to a loopback address only.
 pub(crate) fn endpoint(
     raw: &str,
@@ -354,7 +366,7 @@ pub async fn probe_with(
     let endpoint = a
         .ews_url
         .as_deref()
-        .map(|u| endpoint(u, &a.resolve))
+        .map(|u| endpoint(u, &a.net.resolve))
         .transpose()?;
     let creds = credentials(a, &mailbox)?;
     // A consumer address without credentials is decided before any request: nothing to send.
@@ -370,23 +382,21 @@ pub async fn probe_with(
     creds.register_secrets(&mut redactor);
     let redactor = Arc::new(redactor);
     let opts = HttpOptions {
-        pins: a.resolve.clone(),
         connect_to: a.discovery.connect_to.clone(),
-        ca_file: a.ca_file.clone(),
-        proxy: a.proxy.clone(),
-        connect_timeout: Duration::from_secs_f64(a.timeout.min(10.0)),
-        read_timeout: Duration::from_secs_f64(a.timeout.min(20.0)),
         connection_auth: a.auth == AuthMode::Ntlm,
-        ..HttpOptions::default()
+        ..http_options(&a.net)
     };
     let mut plan = plan;
-    plan.network = net_options(&opts, a.timeout);
+    plan.network = net_options(&opts, a.net.timeout);
     if plan.autodiscover {
         plan.srv = Some(srv);
     }
     let client = Arc::new(HttpClient::new(&opts)?);
-    let mut transport =
-        Transport::http(client, redactor.clone(), Duration::from_secs_f64(a.timeout));
+    let mut transport = Transport::http(
+        client,
+        redactor.clone(),
+        Duration::from_secs_f64(a.net.timeout),
+    );
     if let Some(dir) = &a.record {
         transport
             .record_to(dir.clone())
@@ -468,19 +478,14 @@ pub async fn discover_with(
     let mailbox = Mailbox::parse(&a.mailbox)?;
     let plan = DiscoveryPlan::from_args(&a.discovery, true, &a.trust_host)?;
     let opts = HttpOptions {
-        pins: a.resolve.clone(),
         connect_to: a.discovery.connect_to.clone(),
-        ca_file: a.ca_file.clone(),
-        proxy: a.proxy.clone(),
-        connect_timeout: Duration::from_secs_f64(a.timeout.min(10.0)),
-        read_timeout: Duration::from_secs_f64(a.timeout.min(20.0)),
-        ..HttpOptions::default()
+        ..http_options(&a.net)
     };
     let client = Arc::new(HttpClient::new(&opts)?);
     let transport = Transport::http(
         client,
         Arc::new(Redactor::default()),
-        Duration::from_secs_f64(a.timeout),
+        Duration::from_secs_f64(a.net.timeout),
     );
     let started = std::time::Instant::now();
     let dc = DiscoverConfig {
@@ -490,7 +495,7 @@ pub async fn discover_with(
         v2_url: plan.v2.clone(),
         realm_url: plan.realm.clone(),
         autodiscover: true,
-        network: net_options(&opts, a.timeout),
+        network: net_options(&opts, a.net.timeout),
         srv: Some(srv),
     };
     let (steps, d) = discover::run(&dc, &transport).await;

@@ -66,6 +66,23 @@ impl OutputArgs {
     }
 }
 
+/// How every command that talks to servers reaches them, and how long it may take.
+#[derive(Debug, Args, Clone)]
+pub struct NetworkArgs {
+    /// Deadline in seconds: for the whole run, or for each mailbox's probe (fleet, switch).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_timeout)]
+    pub timeout: f64,
+    /// Trust the CA certificates in this PEM file too (corporate TLS inspection).
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+    /// Send requests through this proxy.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Pin HOST to ADDR without DNS (curl's HOST:PORT:ADDR form; the URL's port is used).
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<crate::transport::resolve::Pin>,
+}
+
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
     /// The mailbox's SMTP address.
@@ -119,9 +136,6 @@ pub struct ProbeArgs {
     /// Also run the write checks (CreateItem SaveOnly into Drafts, then HardDelete). Never sends mail.
     #[arg(long)]
     pub write: bool,
-    /// Deadline for the whole probe, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_timeout)]
-    pub timeout: f64,
     /// RequestServerVersion to send (a value of the EWS schema).
     #[arg(long, value_name = "VERSION", default_value = "Exchange2013_SP1")]
     pub server_version: crate::ews::ServerVersion,
@@ -131,15 +145,8 @@ pub struct ProbeArgs {
     /// Also trust this host with credentials (redirect policy).
     #[arg(long, value_name = "HOST")]
     pub trust_host: Vec<String>,
-    /// Trust the CA certificates in this PEM file too (corporate TLS inspection).
-    #[arg(long, value_name = "PATH")]
-    pub ca_file: Option<PathBuf>,
-    /// Send requests through this proxy.
-    #[arg(long, value_name = "URL")]
-    pub proxy: Option<String>,
-    /// Pin HOST to ADDR without DNS (curl's HOST:PORT:ADDR form; the URL's port is used).
-    #[arg(long, value_name = "HOST:PORT:ADDR")]
-    pub resolve: Vec<crate::transport::resolve::Pin>,
+    #[command(flatten)]
+    pub net: NetworkArgs,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
     #[command(flatten)]
@@ -167,18 +174,8 @@ pub struct DiscoverArgs {
     /// Also trust this host (redirect policy).
     #[arg(long, value_name = "HOST")]
     pub trust_host: Vec<String>,
-    /// Deadline for the whole run, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_timeout)]
-    pub timeout: f64,
-    /// Trust the CA certificates in this PEM file too (corporate TLS inspection).
-    #[arg(long, value_name = "PATH")]
-    pub ca_file: Option<PathBuf>,
-    /// Send requests through this proxy.
-    #[arg(long, value_name = "URL")]
-    pub proxy: Option<String>,
-    /// Pin HOST to ADDR without DNS (curl's HOST:PORT:ADDR form; the URL's port is used).
-    #[arg(long, value_name = "HOST:PORT:ADDR")]
-    pub resolve: Vec<crate::transport::resolve::Pin>,
+    #[command(flatten)]
+    pub net: NetworkArgs,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
     #[command(flatten)]
@@ -294,18 +291,11 @@ pub struct SwitchArgs {
     /// TO's settings from a JSON profile; --to-* flags win.
     #[arg(long, value_name = "PATH")]
     pub to_profile: Option<PathBuf>,
-    /// Deadline for each mailbox's probe, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_timeout)]
-    pub timeout: f64,
     /// Record both probes, redacted, into DIR/from and DIR/to (replay with `switch --replay DIR`).
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
-    #[arg(long, value_name = "PATH")]
-    pub ca_file: Option<PathBuf>,
-    #[arg(long, value_name = "URL")]
-    pub proxy: Option<String>,
-    #[arg(long, value_name = "HOST:PORT:ADDR")]
-    pub resolve: Vec<crate::transport::resolve::Pin>,
+    #[command(flatten)]
+    pub net: NetworkArgs,
     #[command(flatten)]
     pub out: OutputArgs,
 }

@@ -23,7 +23,7 @@ use crate::session::{self, SessionMeta, SwitchMeta};
 use crate::target::Mailbox;
 use crate::transport::Transport;
 use crate::transport::bundle::{Bundle, META_FILE};
-use crate::transport::http::{HttpClient, HttpOptions};
+use crate::transport::http::HttpClient;
 use crate::transport::redact::Redactor;
 use serde::Serialize;
 use std::path::Path;
@@ -551,7 +551,7 @@ async fn live(a: &SwitchArgs) -> Result<SwitchReport, AppError> {
     let ep = |s: &SideCreds| {
         s.ews_url
             .as_deref()
-            .map(|u| crate::app::endpoint(u, &a.resolve))
+            .map(|u| crate::app::endpoint(u, &a.net.resolve))
             .transpose()
     };
     let (from_ep, to_ep) = (ep(&fs)?, ep(&ts)?);
@@ -562,14 +562,7 @@ async fn live(a: &SwitchArgs) -> Result<SwitchReport, AppError> {
     from_creds.register_secrets(&mut redactor);
     to_creds.register_secrets(&mut redactor);
     let redactor = Arc::new(redactor);
-    let opts = HttpOptions {
-        pins: a.resolve.clone(),
-        ca_file: a.ca_file.clone(),
-        proxy: a.proxy.clone(),
-        connect_timeout: Duration::from_secs_f64(a.timeout.min(10.0)),
-        read_timeout: Duration::from_secs_f64(a.timeout.min(20.0)),
-        ..HttpOptions::default()
-    };
+    let opts = crate::app::http_options(&a.net);
     // One client: one session, as the integration keeps its connections across the switch.
     let client = Arc::new(HttpClient::new(&opts)?);
     let rec = |side: &str| a.record.as_ref().map(|d| d.join(side));
@@ -580,7 +573,7 @@ async fn live(a: &SwitchArgs) -> Result<SwitchReport, AppError> {
         from,
         from_ep,
         from_creds,
-        a.timeout,
+        a.net.timeout,
         rec("from").as_deref(),
     )
     .await?;
@@ -591,7 +584,7 @@ async fn live(a: &SwitchArgs) -> Result<SwitchReport, AppError> {
         to,
         to_ep,
         to_creds,
-        a.timeout,
+        a.net.timeout,
         rec("to").as_deref(),
     )
     .await?;

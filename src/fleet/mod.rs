@@ -208,10 +208,10 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
     let default_endpoint = p
         .ews_url
         .as_deref()
-        .map(|u| crate::app::endpoint(u, &p.resolve))
+        .map(|u| crate::app::endpoint(u, &p.net.resolve))
         .transpose()?;
     let text = read_input(&a.input)?;
-    let pins = p.resolve.clone();
+    let pins = p.net.resolve.clone();
     let mut input = input::parse(&text, |u| {
         crate::app::endpoint(u, &pins).map_err(|e| e.to_string())
     })
@@ -278,16 +278,11 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
     let mut redactor = Redactor::default();
     credentials.register_secrets(&mut redactor);
     let opts = HttpOptions {
-        pins: p.resolve.clone(),
         connect_to: p.discovery.connect_to.clone(),
-        ca_file: p.ca_file.clone(),
-        proxy: p.proxy.clone(),
-        connect_timeout: Duration::from_secs_f64(p.timeout.min(10.0)),
-        read_timeout: Duration::from_secs_f64(p.timeout.min(20.0)),
         // Each mailbox in flight runs up to 7 checks at once: keep their connections.
         pool_idle_per_host: (a.per_endpoint as usize * 8).min(a.concurrency as usize * 8),
         connection_auth: p.auth == AuthMode::Ntlm,
-        ..HttpOptions::default()
+        ..crate::app::http_options(&p.net)
     };
     let shared = Arc::new(Shared {
         client: Arc::new(HttpClient::new(&opts)?),
@@ -296,7 +291,7 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
         redactor: Arc::new(redactor),
         credentials,
         default_endpoint,
-        timeout: Duration::from_secs_f64(p.timeout),
+        timeout: Duration::from_secs_f64(p.net.timeout),
         version: p.server_version,
         // App-only tokens act for no one: every mailbox's requests impersonate it (OA-5),
         // as `probe` does.
