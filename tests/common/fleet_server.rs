@@ -6,16 +6,21 @@
 //! the body's markers as in tests/common/mod.rs), `consumer` (fixtures/http/consumer_401_basic.http),
 //! `blocked` (fixtures/http/exo_403_ews_blocked.http). The first `busy` connectivity requests
 //! are answered with the ErrorServerBusy fault (fixtures/ews/soap_fault/server_busy_short_backoff.xml,
-//! BackOffMilliseconds 600). Every answer waits `delay_ms` first.
+//! BackOffMilliseconds 600). Every answer is sent `delay_ms` after its request arrived, to
+//! within about 0.1 ms: a tokio timer would add 1–1.5 ms (its wheel ticks in whole milliseconds
+//! and rounds up: `sleep(20 ms)` measured 21.1 ms median on an idle runtime), so one shared timer
+//! thread ([`Timer`]) wakes the answers instead. The server records each answer's actual delay
+//! (`Stats::delays_us`) so a bench can show it.
 //!
 //! The server counts requests in flight and distinct mailboxes in flight (peaks), and logs
 //! each request (time, mailbox, connectivity or not).
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -68,6 +73,79 @@ fn http(rel: &str) -> Canned {
     }
 }
 
+/// One timer thread for every server of the process: wakes each answer at its deadline, with
+/// the OS's sleep precision (a condition variable's timed wait) instead of tokio's 1-ms wheel.
+struct Timer {
+    queue: Mutex<BinaryHeap<Reverse<Due>>>,
+    wake: Condvar,
+}
+
+struct Due(Instant, u64, tokio::sync::oneshot::Sender<()>);
+
+impl PartialEq for Due {
+    fn eq(&self, o: &Self) -> bool {
+        (self.0, self.1) == (o.0, o.1)
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.0, self.1).cmp(&(o.0, o.1))
+    }
+}
+
+fn timer() -> &'static Timer {
+    static TIMER: OnceLock<&'static Timer> = OnceLock::new();
+    TIMER.get_or_init(|| {
+        let t: &'static Timer = Box::leak(Box::new(Timer {
+            queue: Mutex::new(BinaryHeap::new()),
+            wake: Condvar::new(),
+        }));
+        std::thread::spawn(move || {
+            let mut q = t.queue.lock().unwrap();
+            loop {
+                let now = Instant::now();
+                while q.peek().is_some_and(|Reverse(d)| d.0 <= now) {
+                    let Reverse(Due(_, _, tx)) = q.pop().unwrap();
+                    let _ = tx.send(());
+                }
+                q = match q.peek() {
+                    Some(Reverse(d)) => {
+                        let wait = d.0.saturating_duration_since(now);
+                        t.wake.wait_timeout(q, wait).unwrap().0
+                    }
+                    None => t.wake.wait(q).unwrap(),
+                };
+            }
+        });
+        t
+    })
+}
+
+/// Resolves at `at` (within the OS's timer slack, about 0.05–0.1 ms).
+async fn sleep_until(at: Instant) {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    if at <= Instant::now() {
+        return;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let t = timer();
+    {
+        let mut q = t.queue.lock().unwrap();
+        let first = q.peek().is_none_or(|Reverse(d)| at < d.0);
+        q.push(Reverse(Due(at, SEQ.fetch_add(1, Ordering::Relaxed), tx)));
+        if first {
+            t.wake.notify_one();
+        }
+    }
+    let _ = rx.await;
+}
+
 #[derive(Default)]
 pub struct Stats {
     pub requests: AtomicUsize,
@@ -77,6 +155,8 @@ pub struct Stats {
     mailboxes: Mutex<HashMap<String, usize>>,
     /// (since start, mailbox path "/scenario/id", connectivity request?, answered busy?)
     pub log: Mutex<Vec<(Duration, String, bool, bool)>>,
+    /// Each answer's delay from its request's arrival to its write, in microseconds.
+    pub delays_us: Mutex<Vec<u32>>,
 }
 
 pub struct Server {
@@ -205,6 +285,7 @@ async fn serve(
         if r.read_line(&mut line).await? == 0 {
             return Ok(());
         }
+        let arrived = Instant::now();
         let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
         let mut len = 0usize;
         loop {
@@ -252,7 +333,7 @@ async fn serve(
 
         let d = delay.load(Ordering::SeqCst);
         if d > 0 {
-            tokio::time::sleep(Duration::from_millis(d)).await;
+            sleep_until(arrived + Duration::from_millis(d)).await;
         }
         let c = if busy_now {
             &a.busy
@@ -286,6 +367,8 @@ async fn serve(
             }
         }
         stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let us = arrived.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        stats.delays_us.lock().unwrap().push(us);
         w.write_all(&out).await?;
     }
 }
