@@ -600,7 +600,7 @@ pub fn embedded_scenario(name: &str) -> Option<&'static [(&'static str, &'static
         .map(|(_, f)| *f)
 }
 
-fn scenario_bundle(name: &str) -> Result<Bundle, AppError> {
+pub(crate) fn scenario_bundle(name: &str) -> Result<Bundle, AppError> {
     let (n, files) = embedded::SCENARIOS
         .iter()
         .find(|(n, _)| *n == name)

@@ -29,6 +29,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// The JSON name (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warning => "warning",
+            Status::Critical => "critical",
+            Status::Unknown => "unknown",
+        }
+    }
+
     /// Nagios/Icinga exit code (DESIGN §5).
     pub fn exit_code(self) -> i32 {
         match self {
@@ -160,6 +170,18 @@ pub enum FeatureStatus {
     Unavailable,
     Degraded,
     Untested,
+}
+
+impl FeatureStatus {
+    /// The JSON name (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeatureStatus::Available => "available",
+            FeatureStatus::Unavailable => "unavailable",
+            FeatureStatus::Degraded => "degraded",
+            FeatureStatus::Untested => "untested",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

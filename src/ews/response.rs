@@ -176,6 +176,27 @@ pub enum BodyError {
 
 /// Sniffs an HTML page (an IIS error, a login portal, a proxy block page).
 pub fn html_title(content_type: Option<&str>, body: &[u8]) -> Option<Option<String>> {
+    // Cheap test on bytes first: every response passes here, and almost none is HTML.
+    let ct_html = content_type.is_some_and(|c| {
+        c.as_bytes()
+            .windows(4)
+            .any(|w| w.eq_ignore_ascii_case(b"html"))
+    });
+    if !ct_html {
+        let start = body
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(body.len());
+        let t = &body[start..];
+        let starts = |p: &[u8]| t.len() >= p.len() && t[..p.len()].eq_ignore_ascii_case(p);
+        // A non-ASCII first character (other Unicode white space) takes the full test below.
+        if t.first().is_some_and(|b| b.is_ascii())
+            && !starts(b"<!doctype html")
+            && !starts(b"<html")
+        {
+            return None;
+        }
+    }
     let head = String::from_utf8_lossy(&body[..body.len().min(4096)]);
     let lower = head.trim_start().to_ascii_lowercase();
     let is_html = content_type.is_some_and(|c| c.to_ascii_lowercase().contains("html"))
@@ -250,15 +271,17 @@ impl Parser {
                 Event::DocType(_) => return Err(BodyError::Doctype),
                 Event::PI(_) => return Err(BodyError::ProcessingInstruction),
                 Event::Start(e) => {
-                    self.open(&e, &mut seen_root)?;
-                    self.stack.push(local(&e));
+                    let name = local(&e);
+                    self.open(&e, &name, &mut seen_root)?;
+                    self.stack.push(name);
                     if self.stack.len() > MAX_DEPTH {
                         return Err(BodyError::TooDeep);
                     }
                 }
                 Event::Empty(e) => {
-                    self.open(&e, &mut seen_root)?;
-                    self.stack.push(local(&e));
+                    let name = local(&e);
+                    self.open(&e, &name, &mut seen_root)?;
+                    self.stack.push(name);
                     self.close();
                 }
                 Event::End(_) => self.close(),
@@ -305,33 +328,49 @@ impl Parser {
         Ok(self.out)
     }
 
-    fn open(&mut self, e: &BytesStart<'_>, seen_root: &mut bool) -> Result<(), BodyError> {
+    fn open(
+        &mut self,
+        e: &BytesStart<'_>,
+        name: &str,
+        seen_root: &mut bool,
+    ) -> Result<(), BodyError> {
         self.elements += 1;
         if self.elements > MAX_ELEMENTS {
             return Err(BodyError::TooManyElements);
         }
         self.text.clear();
-        let name = local(e);
         if !*seen_root {
             *seen_root = true;
             if name != "Envelope" {
                 return Err(BodyError::NotSoap {
-                    root: crate::util::truncate_for_display(&name, 60),
+                    root: crate::util::truncate_for_display(name, 60),
                 });
             }
             self.saw_envelope = true;
             return Ok(());
         }
         let parent = self.stack.last().map(String::as_str);
-        match name.as_str() {
+        match name {
             "ServerVersionInfo" => {
-                self.out.server_version = Some(ServerVersionInfo {
-                    major: attr(e, "MajorVersion"),
-                    minor: attr(e, "MinorVersion"),
-                    major_build: attr(e, "MajorBuildNumber"),
-                    minor_build: attr(e, "MinorBuildNumber"),
-                    version: attr(e, "Version"),
-                });
+                // One pass over the attributes (not one per field).
+                let mut v = ServerVersionInfo::default();
+                for a in e.attributes().flatten() {
+                    let slot = match a.key.local_name().as_ref() {
+                        "MajorVersion" => &mut v.major,
+                        "MinorVersion" => &mut v.minor,
+                        "MajorBuildNumber" => &mut v.major_build,
+                        "MinorBuildNumber" => &mut v.minor_build,
+                        "Version" => &mut v.version,
+                        _ => continue,
+                    };
+                    if slot.is_none() {
+                        *slot = a
+                            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .ok()
+                            .map(|v| v.into_owned());
+                    }
+                }
+                self.out.server_version = Some(v);
             }
             "Fault" if parent == Some("Body") => {
                 self.out.fault = Some(SoapFault::default());
@@ -375,25 +414,34 @@ impl Parser {
         let Some(name) = self.stack.pop() else {
             return;
         };
-        let text = std::mem::take(&mut self.text).trim().to_string();
+        // The element's text, trimmed and copied only by the arms that keep it; the buffer
+        // goes back to `self.text` for the next element.
+        let buf = std::mem::take(&mut self.text);
+        self.close_with(&name, &buf);
+        self.text = buf;
+        self.text.clear();
+    }
+
+    fn close_with(&mut self, name: &str, raw: &str) {
+        let text = || raw.trim().to_string();
         let parent = self.stack.last().map(String::as_str);
         let depth = self.stack.len();
         let in_fault = self.out.fault.is_some() && self.stack.iter().any(|s| s == "Fault");
 
         if in_fault {
             let fault = self.out.fault.as_mut().expect("checked above");
-            match (name.as_str(), parent) {
+            match (name, parent) {
                 ("faultcode", _) => {
-                    fault.faultcode = text.rsplit(':').next().unwrap_or("").to_string()
+                    fault.faultcode = text().rsplit(':').next().unwrap_or("").to_string()
                 }
-                ("faultstring", _) => fault.faultstring = text,
-                ("ResponseCode", Some("detail")) => fault.response_code = Some(text),
-                ("Message", Some("detail")) => fault.message = Some(text),
+                ("faultstring", _) => fault.faultstring = text(),
+                ("ResponseCode", Some("detail")) => fault.response_code = Some(text()),
+                ("Message", Some("detail")) => fault.message = Some(text()),
                 ("Value", Some("MessageXml")) => {
                     let n = self.value_name.take().unwrap_or_else(|| "Value".into());
-                    fault.message_xml.push((n, text));
+                    fault.message_xml.push((n, text()));
                 }
-                (n, Some("MessageXml")) => fault.message_xml.push((n.to_string(), text)),
+                (n, Some("MessageXml")) => fault.message_xml.push((n.to_string(), text())),
                 _ => {}
             }
             return;
@@ -406,14 +454,14 @@ impl Parser {
                 return;
             }
             let msg = &mut self.out.messages[i];
-            match (name.as_str(), parent) {
-                ("ResponseCode", _) if depth == msg_depth => msg.code = Some(text),
-                ("MessageText", _) if depth == msg_depth => msg.text = Some(text),
+            match (name, parent) {
+                ("ResponseCode", _) if depth == msg_depth => msg.code = Some(text()),
+                ("MessageText", _) if depth == msg_depth => msg.text = Some(text()),
                 ("Value", Some("MessageXml")) => {
                     let n = self.value_name.take().unwrap_or_else(|| "Value".into());
-                    msg.message_xml.push((n, text));
+                    msg.message_xml.push((n, text()));
                 }
-                (n, Some("MessageXml")) => msg.message_xml.push((n.to_string(), text)),
+                (n, Some("MessageXml")) => msg.message_xml.push((n.to_string(), text())),
                 _ => {}
             }
         }

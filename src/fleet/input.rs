@@ -75,6 +75,8 @@ pub fn parse(
     };
     let mut input = Input::default();
     let mut seen: HashMap<String, usize> = HashMap::new();
+    // Each distinct URL is checked once: a tenant's rows usually share one.
+    let mut checked: HashMap<String, Result<url::Url, String>> = HashMap::new();
     for (line, addr, url) in rows {
         let reject = |kind, reason: String| Rejected {
             line,
@@ -92,7 +94,11 @@ pub fn parse(
             }
         };
         let ews_url = match url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
-            Some(u) => match check_url(u) {
+            Some(u) => match checked
+                .entry(u.to_string())
+                .or_insert_with(|| check_url(u))
+                .clone()
+            {
                 Ok(u) => Some(u),
                 Err(e) => {
                     input.rejected.push(reject(RejectKind::Invalid, e));

@@ -377,13 +377,13 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
                 continue;
             }
         };
-        let value = serde_json::to_value(&report).unwrap_or_default();
-        summary.add(&value);
+        summary.add_report(&report);
         bar.inc(1);
         match format {
             Format::Json => {
                 if let Some(s) = sink.as_mut() {
-                    s.line(&value.to_string())?;
+                    // Straight to text: no `serde_json::Value` tree per mailbox.
+                    s.line(&serde_json::to_string(&report).unwrap_or_default())?;
                 }
             }
             Format::Text => {

@@ -31,42 +31,48 @@ fn status_of(s: &str) -> Status {
 }
 
 impl Summary {
-    /// Counts one report (DESIGN §4 JSON).
+    /// Counts one report as read back from an output (DESIGN §4 JSON; `--resume`).
     pub fn add(&mut self, r: &serde_json::Value) {
+        fn str_of<'a>(v: &'a serde_json::Value, k: &str) -> Option<&'a str> {
+            v.get(k).and_then(|s| s.as_str())
+        }
+        let list = |k: &str| r.get(k).and_then(|d| d.as_array()).into_iter().flatten();
+        self.tally(
+            str_of(r, "status").unwrap_or("unknown"),
+            list("diagnoses").filter_map(|d| str_of(d, "code")),
+            list("features").filter_map(|f| Some((str_of(f, "name")?, str_of(f, "status")?))),
+        );
+    }
+
+    /// Counts one report of this run, without going through JSON (the same names as its
+    /// serialization: a test holds the two paths equal on every demo scenario).
+    pub fn add_report(&mut self, r: &crate::report::Report) {
+        self.tally(
+            r.status.as_str(),
+            r.diagnoses.iter().map(|d| d.code.as_str()),
+            r.features.iter().map(|f| (f.name, f.status.as_str())),
+        );
+    }
+
+    fn tally<'a>(
+        &mut self,
+        status: &str,
+        codes: impl Iterator<Item = &'a str>,
+        features: impl Iterator<Item = (&'a str, &'a str)>,
+    ) {
         self.reports += 1;
-        let status = r
-            .get("status")
-            .and_then(|s| s.as_str())
-            .unwrap_or("unknown");
         *self.by_status.entry(status.to_string()).or_default() += 1;
         self.raise(status_of(status));
-        for d in r
-            .get("diagnoses")
-            .and_then(|d| d.as_array())
-            .into_iter()
-            .flatten()
-        {
-            if let Some(c) = d.get("code").and_then(|c| c.as_str()) {
-                *self.by_code.entry(c.to_string()).or_default() += 1;
-            }
+        for c in codes {
+            *self.by_code.entry(c.to_string()).or_default() += 1;
         }
-        for f in r
-            .get("features")
-            .and_then(|d| d.as_array())
-            .into_iter()
-            .flatten()
-        {
-            if let (Some(n), Some(s)) = (
-                f.get("name").and_then(|c| c.as_str()),
-                f.get("status").and_then(|c| c.as_str()),
-            ) {
-                *self
-                    .by_feature
-                    .entry(n.to_string())
-                    .or_default()
-                    .entry(s.to_string())
-                    .or_default() += 1;
-            }
+        for (n, s) in features {
+            *self
+                .by_feature
+                .entry(n.to_string())
+                .or_default()
+                .entry(s.to_string())
+                .or_default() += 1;
         }
     }
 
@@ -175,6 +181,25 @@ impl Summary {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The live path (`add_report`) and the resume path (`add` on the JSON) count the same
+    /// names, on every demo scenario's report.
+    #[tokio::test]
+    async fn a_report_counts_as_its_json_does() {
+        let (mut live, mut read) = (Summary::default(), Summary::default());
+        for name in crate::app::scenarios() {
+            let bundle = crate::app::scenario_bundle(name).unwrap();
+            // The switch scenario is a pair of sessions, not one probe: not a fleet line.
+            let Ok((report, _)) = crate::app::run_bundle(&bundle).await else {
+                assert!(name.starts_with("switch"), "{name}");
+                continue;
+            };
+            live.add_report(&report);
+            read.add(&serde_json::to_value(&report).unwrap());
+        }
+        assert!(live.reports >= 10 && !live.by_code.is_empty());
+        assert_eq!(format!("{live:?}"), format!("{read:?}"));
+    }
 
     #[test]
     fn counts_and_worst_status() {
