@@ -67,17 +67,31 @@ fn seen(s: &Server) -> BTreeSet<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mailboxes_without_a_url_are_discovered_each_and_checked_under_the_discovered_endpoints_cap()
- {
-    const PER_ENDPOINT: usize = 3;
+/// The test world: EWS servers for Exchange Online (found by v2 for contoso.invalid and
+/// northwind.invalid), fabrikam's on-premises server (found by POX) and one for rows that carry
+/// their URL; the Autodiscover hosts; realm discovery and v2; and the flags that route there.
+struct World {
+    exo: Server,
+    fab: Server,
+    given: Server,
+    ad_fab: MockServer,
+    broken: MockServer,
+    evil: MockServer,
+    v2: MockServer,
+    realm: MockServer,
+    /// --ca-file, --realm-url, --autodiscover-v2-url, --connect-to …, --impersonate, --timeout.
+    args: Vec<String>,
+    _ca_file: tempfile::NamedTempFile,
+}
+
+async fn world(exo_delay_ms: u64, exo_busy: usize) -> World {
     let ca = new_ca();
     let mut ca_file = tempfile::NamedTempFile::new().unwrap();
     ca_file.write_all(ca.pem.as_bytes()).unwrap();
 
     // EWS servers: Exchange Online (found by v2 for contoso.invalid), fabrikam's on-premises
     // server (found by POX), and one for the rows that carry their URL.
-    let exo = fleet_server::start(25, 0);
+    let exo = fleet_server::start(exo_delay_ms, exo_busy);
     let fab = fleet_server::start(25, 0);
     let given = fleet_server::start(3, 0);
     let exo_port = tls_front(&ca, "outlook.office365.com", Cert::Good, exo.addr).await;
@@ -138,38 +152,8 @@ async fn mailboxes_without_a_url_are_discovered_each_and_checked_under_the_disco
         .mount(&realm)
         .await;
 
-    // 40 mailboxes: 8 contoso, 8 northwind and 16 fabrikam without URL, 4 of broken.invalid without URL,
-    // 4 contoso rows with their own URL.
-    let mut csv = String::from("mailbox,ews_url\n");
-    let mut all = Vec::new();
-    for i in 0..40 {
-        let (addr, url) = match i % 10 {
-            0..=1 => (format!("c{i}@contoso.invalid"), String::new()),
-            2..=3 => (format!("n{i}@northwind.invalid"), String::new()),
-            4..=7 => (format!("f{i}@fabrikam.invalid"), String::new()),
-            8 => (format!("b{i}@broken.invalid"), String::new()),
-            _ => (format!("g{i}@contoso.invalid"), given.url("healthy", i)),
-        };
-        csv.push_str(&format!("{addr},{url}\n"));
-        all.push(addr);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.csv");
-    std::fs::write(&input, csv).unwrap();
-    let out = dir.path().join("out.ndjson");
-
     let mut args: Vec<String> = [
-        "fleet",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
         "--impersonate",
-        "--concurrency",
-        "12",
-        "--per-endpoint",
-        &PER_ENDPOINT.to_string(),
-        "--no-progress",
         "--timeout",
         "10",
         "--ca-file",
@@ -192,7 +176,23 @@ async fn mailboxes_without_a_url_are_discovered_each_and_checked_under_the_disco
         args.push("--connect-to".into());
         args.push(format!("{host}:443:127.0.0.1:{port}"));
     }
-    let run = tokio::task::spawn_blocking(move || {
+    World {
+        exo,
+        fab,
+        given,
+        ad_fab,
+        broken,
+        evil,
+        v2,
+        realm,
+        args,
+        _ca_file: ca_file,
+    }
+}
+
+/// Runs the binary (off the runtime, whose threads serve the test hosts meanwhile).
+async fn run(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_ews-probe"))
             .args(&args)
             .stdin(Stdio::null())
@@ -200,16 +200,83 @@ async fn mailboxes_without_a_url_are_discovered_each_and_checked_under_the_disco
             .unwrap()
     })
     .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    // broken.invalid's mailboxes are CRITICAL (no endpoint found): the worst status.
-    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    .unwrap()
+}
 
-    let reports: Vec<Value> = std::fs::read_to_string(&out)
-        .unwrap()
+/// `fleet` over `csv` with `base` (the world's flags) and `extra`; the exit code, the NDJSON
+/// lines and standard error.
+async fn fleet(base: &[String], csv: &str, extra: &[&str]) -> (Option<i32>, Vec<Value>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, csv).unwrap();
+    let out = dir.path().join("out.ndjson");
+    let mut args: Vec<String> = vec![
+        "fleet".into(),
+        "--input".into(),
+        input.display().to_string(),
+        "--output".into(),
+        out.display().to_string(),
+        "--no-progress".into(),
+    ];
+    args.extend(base.iter().cloned());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let o = run(args).await;
+    let reports = std::fs::read_to_string(&out)
+        .unwrap_or_default()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    (
+        o.status.code(),
+        reports,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailboxes_without_a_url_are_discovered_each_and_checked_under_the_discovered_endpoints_cap()
+ {
+    const PER_ENDPOINT: usize = 3;
+    let w = world(25, 0).await;
+    let World {
+        exo,
+        fab,
+        given,
+        ad_fab,
+        broken,
+        evil,
+        v2,
+        realm,
+        ..
+    } = &w;
+    // 40 mailboxes: 8 contoso, 8 northwind and 16 fabrikam without URL, 4 of broken.invalid without URL,
+    // 4 contoso rows with their own URL.
+    let mut csv = String::from("mailbox,ews_url\n");
+    let mut all = Vec::new();
+    for i in 0..40 {
+        let (addr, url) = match i % 10 {
+            0..=1 => (format!("c{i}@contoso.invalid"), String::new()),
+            2..=3 => (format!("n{i}@northwind.invalid"), String::new()),
+            4..=7 => (format!("f{i}@fabrikam.invalid"), String::new()),
+            8 => (format!("b{i}@broken.invalid"), String::new()),
+            _ => (format!("g{i}@contoso.invalid"), given.url("healthy", i)),
+        };
+        csv.push_str(&format!("{addr},{url}\n"));
+        all.push(addr);
+    }
+    let (code, reports, stderr) = fleet(
+        &w.args,
+        &csv,
+        &[
+            "--concurrency",
+            "12",
+            "--per-endpoint",
+            &PER_ENDPOINT.to_string(),
+        ],
+    )
+    .await;
+    // broken.invalid's mailboxes are CRITICAL (no endpoint found): the worst status.
+    assert_eq!(code, Some(2), "{stderr}");
     // Every mailbox exactly once.
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for r in &reports {
@@ -326,4 +393,131 @@ async fn mailboxes_without_a_url_are_discovered_each_and_checked_under_the_disco
             assert!(q.headers.get("authorization").is_none());
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_discovered_endpoint_pauses_itself_not_the_run() {
+    // Exchange Online (found by v2) answers its first connectivity request with
+    // ErrorServerBusy (BackOffMilliseconds 600) and each request after 20 ms; fabrikam's
+    // server is healthy. The busy answer must pause the endpoint the mailbox had discovered
+    // (not its domain's discovery key): contoso mailboxes that finish discovery meanwhile wait
+    // for the pause before their checks, while fabrikam's go on.
+    let w = world(20, 1).await;
+    let mut csv = String::from("mailbox\n");
+    for i in 0..24 {
+        csv.push_str(&format!("c{i}@contoso.invalid\n"));
+    }
+    for i in 0..12 {
+        csv.push_str(&format!("f{i}@fabrikam.invalid\n"));
+    }
+    let (code, reports, stderr) = fleet(
+        &w.args,
+        &csv,
+        &["--concurrency", "6", "--per-endpoint", "3"],
+    )
+    .await;
+    assert_eq!(code, Some(1), "the throttled mailbox warns: {stderr}");
+    assert_eq!(reports.len(), 36);
+    let throttled = reports
+        .iter()
+        .filter(|r| codes(r).contains(&"throttled".to_string()))
+        .count();
+    assert_eq!(throttled, 1, "one mailbox met the busy answer and retried");
+
+    let log = w.exo.stats.log.lock().unwrap().clone();
+    let busy = log.iter().find(|e| e.3).expect("a busy answer");
+    let busy_at = busy.0 + std::time::Duration::from_millis(20);
+    let backoff = std::time::Duration::from_millis(600);
+    let in_window = |t: std::time::Duration| {
+        t > busy_at + std::time::Duration::from_millis(100)
+            && t < busy_at + backoff - std::time::Duration::from_millis(50)
+    };
+    // No other mailbox started its checks at Exchange Online during the back-off…
+    let started: Vec<_> = log
+        .iter()
+        .filter(|e| e.2 && e.1 != busy.1 && in_window(e.0))
+        .collect();
+    assert!(
+        started.is_empty(),
+        "the endpoint was not paused: {started:?}"
+    );
+    // …and they did after it.
+    assert!(log.iter().any(|e| e.2 && e.0 >= busy_at + backoff));
+    // Fabrikam's endpoint was not paused: its mailboxes started checks in that window, or
+    // were all done before it.
+    let fab = w.fab.stats.log.lock().unwrap().clone();
+    let fab_last = fab.iter().map(|e| e.0).max().unwrap();
+    assert!(
+        fab.iter().any(|e| e.2 && in_window(e.0)) || fab_last < busy_at + backoff,
+        "fabrikam slowed down: {fab:?}, busy at {busy_at:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_mailbox_gets_the_same_steps_as_probe_gives_it() {
+    // The fleet runs probe's pipeline: the same discovery steps, the same endpoint, the same
+    // diagnoses, for a v2 mailbox, a POX mailbox, a failing domain and a consumer address
+    // (decided before any request: no Autodiscover).
+    let w = world(0, 0).await;
+    let mailboxes = [
+        "c1@contoso.invalid",
+        "f1@fabrikam.invalid",
+        "b1@broken.invalid",
+        "x1@outlook.com",
+    ];
+    let csv = format!("mailbox\n{}\n", mailboxes.join("\n"));
+    let (_, reports, stderr) = fleet(&w.args, &csv, &[]).await;
+    assert_eq!(reports.len(), 4, "{stderr}");
+    let v2_before = w.v2.received_requests().await.unwrap().len();
+    assert_eq!(v2_before, 3, "no Autodiscover for the consumer address");
+    for m in mailboxes {
+        let mut args = vec![
+            "probe".to_string(),
+            m.to_string(),
+            "--format".into(),
+            "json".into(),
+        ];
+        args.extend(w.args.iter().cloned());
+        let o = run(args).await;
+        let p: Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{m}: {e}: {}", String::from_utf8_lossy(&o.stderr)));
+        let f = reports.iter().find(|r| r["mailbox"] == m).unwrap();
+        assert_eq!(step_ids(f), step_ids(&p), "{m}");
+        assert_eq!(codes(f), codes(&p), "{m}");
+        assert_eq!(f["endpoint"], p["endpoint"], "{m}");
+        assert_eq!(f["status"], p["status"], "{m}");
+    }
+    assert_eq!(w.v2.received_requests().await.unwrap().len(), v2_before + 3);
+    assert!(w.evil.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_discovery_base_url_stops_the_fleet_before_any_request() {
+    let w = world(0, 0).await;
+    let csv = format!(
+        "mailbox,ews_url\nc1@contoso.invalid\ng2@contoso.invalid,{}\n",
+        w.given.url("healthy", 2)
+    );
+    for flag in ["--realm-url", "--autodiscover-v2-url"] {
+        // The world's flags, this one's value replaced by a bad one.
+        let mut w2_args = w.args.clone();
+        let i = w2_args.iter().position(|a| a == flag).unwrap();
+        w2_args[i + 1] = "ftp://x.invalid".into();
+        let (code, reports, stderr) = fleet(&w2_args, &csv, &[]).await;
+        assert_eq!(code, Some(3), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{flag} 'ftp://x.invalid' is not an http(s) URL")),
+            "{stderr}"
+        );
+        assert!(reports.is_empty());
+    }
+    assert!(w.v2.received_requests().await.unwrap().is_empty());
+    assert!(w.realm.received_requests().await.unwrap().is_empty());
+    assert_eq!(
+        w.given
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
 }
