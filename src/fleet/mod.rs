@@ -1,7 +1,7 @@
-//! `ews-probe fleet`: the probe pipeline (the same discovery phase, `probe::run` → `diagnose`
-//! → `Report` as `probe`, see `app::discover_phase` / `app::check_phase`) over many mailboxes:
-//! a mailbox without an EWS URL is discovered on its own, as `probe` does, with one shared HTTP client (one connection pool), caps on
-//! concurrency overall and per endpoint, per-endpoint back-off, NDJSON streamed and flushed
+//! `ews-probe fleet`: the probe pipeline (the same phases as `probe`: `app::discover_phase`,
+//! then `app::check_phase` → `diagnose` → `Report`) over many mailboxes; a mailbox without an
+//! EWS URL is discovered on its own, as `probe` does. One shared HTTP client (one connection
+//! pool), caps on concurrency overall and per endpoint (a discovered one too), per-endpoint back-off, NDJSON streamed and flushed
 //! per mailbox, `--resume`, `--shard`, Ctrl-C/SIGTERM handling and a summary.
 //!
 //! * [`input`]: the CSV / one-per-line input, duplicates and invalid lines set aside;
@@ -125,7 +125,8 @@ async fn probe_one(
     plan: &DiscoveryPlan,
     ep: Arc<scheduler::Endpoint>,
     slot: scheduler::Slot,
-) -> Report {
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Option<Report> {
     let mut client = s.client.clone();
     let mut _one_at_a_time = None;
     if let Some(opts) = &s.ntlm {
@@ -181,7 +182,13 @@ async fn probe_one(
         // Checks run under the discovered endpoint's cap and pause, not the domain's.
         let found_ep = limits.endpoint(&scheduler::endpoint_key(Some(url)));
         if let Some(held) = _slot.take() {
-            _slot = limits.trade(held, &found_ep).await;
+            // Waiting for a full or paused endpoint ends on a stop, as admission does: the
+            // mailbox is then not started (no line; `--resume` probes it again).
+            _slot = tokio::select! {
+                s = limits.trade(held, &found_ep) => s,
+                _ = until_stopped(&mut stopped) => None,
+            };
+            _slot.as_ref()?;
         }
         *current.lock().unwrap_or_else(|p| p.into_inner()) = found_ep.clone();
         ep = found_ep;
@@ -192,7 +199,14 @@ async fn probe_one(
     let verdict = diagnose::diagnose(&e.mailbox, &evidence);
     let mut report = Report::new(&evidence, verdict);
     s.thresholds.apply(&mut report);
-    report
+    Some(report)
+}
+
+/// Returns on a stop (Ctrl-C/SIGTERM); never without a signal watcher.
+async fn until_stopped(stopped: &mut tokio::sync::watch::Receiver<bool>) {
+    if stopped.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Sets `stop` on the first Ctrl-C or SIGTERM; a second one exits at once (every line written
@@ -400,17 +414,12 @@ pub async fn run_with(
             let ep = limits.endpoint(&first_key(&shared, &e, &plan));
             let slot = tokio::select! {
                 s = limits.admit(&ep) => s,
-                _ = async {
-                    // No signal watcher (it could not be set up): never stops.
-                    if stopped.wait_for(|s| *s).await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                } => None,
+                // No signal watcher (it could not be set up): never stops.
+                _ = until_stopped(&mut stopped) => None,
             };
             let slot = slot.filter(|_| !stop.load(Ordering::SeqCst))?;
             // Boxed: queued mailboxes stay small until they run.
-            let report = Box::pin(probe_one(&shared, &limits, &e, &plan, ep, slot)).await;
-            Some(report)
+            Box::pin(probe_one(&shared, &limits, &e, &plan, ep, slot, stopped)).await
         });
     };
 
