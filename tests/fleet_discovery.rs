@@ -521,3 +521,43 @@ async fn a_bad_discovery_base_url_stops_the_fleet_before_any_request() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_host_applies_to_every_mailbox_of_the_fleet() {
+    // broken.invalid's Autodiscover redirects to evil.example, which here answers POX naming
+    // fabrikam's server. Refused without --trust-host (the other tests); with both hosts
+    // trusted, every broken.invalid mailbox follows the redirect and is checked there.
+    let w = world(0, 0).await;
+    Mock::given(method("POST"))
+        .and(path("/autodiscover/autodiscover.xml"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            common::fixture("autodiscover/pox_settings_fabrikam.xml"),
+            "text/xml; charset=utf-8",
+        ))
+        .mount(&w.evil)
+        .await;
+    let csv = "mailbox\nb1@broken.invalid\nb2@broken.invalid\nb3@broken.invalid\n";
+    let (code, reports, stderr) = fleet(
+        &w.args,
+        csv,
+        &[
+            "--trust-host",
+            "evil.example",
+            "--trust-host",
+            "mail.fabrikam.invalid",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(reports.len(), 3);
+    for r in &reports {
+        assert_eq!(
+            r["endpoint"],
+            "https://mail.fabrikam.invalid/EWS/Exchange.asmx",
+            "{:?}",
+            step_ids(r)
+        );
+    }
+    assert_eq!(w.evil.received_requests().await.unwrap().len(), 3);
+    assert_eq!(seen(&w.fab).len(), 3);
+}
