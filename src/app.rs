@@ -762,3 +762,57 @@ pub async fn demo(a: &DemoArgs) -> Result<Vec<DemoRun>, AppError> {
     }
     Ok(runs)
 }
+
+#[cfg(test)]
+mod discovery_plan_tests {
+    use super::*;
+
+    fn args(realm: Option<&str>) -> DiscoveryArgs {
+        DiscoveryArgs {
+            connect_to: Vec::new(),
+            autodiscover_v2_url: None,
+            realm_url: realm.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn who_discovers_is_one_rule() {
+        let work = Mailbox::parse("adele@contoso.example").unwrap();
+        let consumer = Mailbox::parse("someone@outlook.com").unwrap();
+        let url = url::Url::parse("https://mail.contoso.example/EWS/Exchange.asmx").unwrap();
+        let basic = Credentials::Basic {
+            user: "u".into(),
+            password: secrecy::SecretString::from("p".to_string()),
+        };
+        assert!(discovers(None, &work, &Credentials::None));
+        assert!(!discovers(Some(&url), &work, &Credentials::None));
+        // A consumer address without credentials is decided before any request…
+        assert!(!discovers(None, &consumer, &Credentials::None));
+        // …with credentials it is discovered like any other.
+        assert!(discovers(None, &consumer, &basic));
+    }
+
+    #[test]
+    fn a_plan_per_mailbox_from_base_urls_parsed_once() {
+        let base = DiscoveryPlan::from_args(&args(None), false, &[]).unwrap();
+        assert!(!base.runs());
+        let d = base.for_mailbox(true);
+        assert!(d.autodiscover);
+        assert_eq!(
+            d.realm.as_ref().map(url::Url::as_str),
+            Some("https://login.microsoftonline.com/")
+        );
+        assert!(!d.for_mailbox(false).runs());
+        // --realm-url: realm discovery for every mailbox, Autodiscover only when discovering.
+        let given = DiscoveryPlan::from_args(&args(Some("http://127.0.0.1:9")), false, &[])
+            .unwrap()
+            .for_mailbox(false);
+        assert!(!given.autodiscover);
+        assert_eq!(
+            given.realm.as_ref().map(url::Url::as_str),
+            Some("http://127.0.0.1:9/")
+        );
+        // A bad base URL is refused whether or not this mailbox discovers.
+        assert!(DiscoveryPlan::from_args(&args(Some("ftp://x")), false, &[]).is_err());
+    }
+}

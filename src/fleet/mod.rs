@@ -82,8 +82,10 @@ struct Shared {
     redactor: Arc<Redactor>,
     credentials: Credentials,
     default_endpoint: Option<url::Url>,
-    /// The run's discovery flags, parsed once; each mailbox gets its plan from it.
-    discovery: DiscoveryPlan,
+    /// The run's two discovery plans, from the flags parsed once: for a mailbox that runs
+    /// Autodiscover, and for one with its endpoint (realm discovery only with --realm-url).
+    discovering: DiscoveryPlan,
+    not_discovering: DiscoveryPlan,
     timeout: Duration,
     version: crate::ews::ServerVersion,
     impersonate: bool,
@@ -97,12 +99,12 @@ fn given_endpoint<'a>(s: &'a Shared, e: &'a Entry) -> Option<&'a url::Url> {
 }
 
 /// One mailbox's discovery plan: the rule of `probe` ([`crate::app::discovers`]).
-fn plan_for(s: &Shared, e: &Entry) -> DiscoveryPlan {
-    s.discovery.for_mailbox(crate::app::discovers(
-        given_endpoint(s, e),
-        &e.mailbox,
-        &s.credentials,
-    ))
+fn plan_for<'a>(s: &'a Shared, e: &Entry) -> &'a DiscoveryPlan {
+    if crate::app::discovers(given_endpoint(s, e), &e.mailbox, &s.credentials) {
+        &s.discovering
+    } else {
+        &s.not_discovering
+    }
 }
 
 /// The admission key a mailbox starts under: its domain's while it discovers, else its
@@ -372,7 +374,8 @@ pub async fn run_with(
         redactor: Arc::new(redactor),
         credentials,
         default_endpoint,
-        discovery,
+        discovering: discovery.for_mailbox(true),
+        not_discovering: discovery.for_mailbox(false),
         timeout: Duration::from_secs_f64(p.net.timeout),
         version: p.server_version,
         // App-only tokens act for no one: every mailbox's requests impersonate it (OA-5),
@@ -411,7 +414,7 @@ pub async fn run_with(
         let mut stopped = stopped.clone();
         tasks.spawn(async move {
             let plan = plan_for(&shared, &e);
-            let ep = limits.endpoint(&first_key(&shared, &e, &plan));
+            let ep = limits.endpoint(&first_key(&shared, &e, plan));
             let slot = tokio::select! {
                 s = limits.admit(&ep) => s,
                 // No signal watcher (it could not be set up): never stops.
@@ -419,7 +422,7 @@ pub async fn run_with(
             };
             let slot = slot.filter(|_| !stop.load(Ordering::SeqCst))?;
             // Boxed: queued mailboxes stay small until they run.
-            Box::pin(probe_one(&shared, &limits, &e, &plan, ep, slot, stopped)).await
+            Box::pin(probe_one(&shared, &limits, &e, plan, ep, slot, stopped)).await
         });
     };
 
