@@ -219,21 +219,41 @@ fn base_url(raw: Option<&str>, default: &str, flag: &str) -> Result<url::Url, Ap
 }
 
 /// What to discover, from the flags: realm discovery always when discovering, or when
-/// `--realm-url` is given; Autodiscover when no endpoint was given.
-struct DiscoveryPlan {
-    realm: Option<url::Url>,
-    autodiscover: bool,
-    v2: url::Url,
-    trust_hosts: Vec<String>,
+/// `--realm-url` is given; Autodiscover when no endpoint was given. The base URLs are parsed
+/// once ([`DiscoveryPlan::from_args`]); a fleet plans each mailbox with
+/// [`DiscoveryPlan::for_mailbox`].
+#[derive(Clone)]
+pub(crate) struct DiscoveryPlan {
+    pub(crate) realm: Option<url::Url>,
+    pub(crate) autodiscover: bool,
+    pub(crate) v2: url::Url,
+    pub(crate) trust_hosts: Vec<String>,
     /// Options for the DNS/TCP/TLS steps; `None` skips them.
-    network: Option<discover::network::NetOptions>,
+    pub(crate) network: Option<discover::network::NetOptions>,
     /// The SRV lookup; `None` skips it.
-    srv: Option<Arc<dyn discover::srv::SrvLookup>>,
+    pub(crate) srv: Option<Arc<dyn discover::srv::SrvLookup>>,
+    /// `--realm-url` (or its default), parsed once.
+    realm_base: Option<url::Url>,
+    /// Whether `--realm-url` was given (realm discovery then runs for every mailbox).
+    realm_given: bool,
+}
+
+/// Whether a mailbox runs Autodiscover: when no endpoint was given, except a consumer address
+/// without credentials, which is decided before any request (nothing to send). The one rule
+/// of `probe` and `fleet`.
+pub(crate) fn discovers(
+    endpoint: Option<&url::Url>,
+    mailbox: &Mailbox,
+    creds: &Credentials,
+) -> bool {
+    let consumer_decided =
+        crate::target::is_consumer_domain(mailbox.domain()) && matches!(creds, Credentials::None);
+    endpoint.is_none() && !consumer_decided
 }
 
 /// The network steps' options, unless a proxy carries the traffic (they connect directly, so
 /// they would test another path than the requests).
-fn net_options(o: &HttpOptions, timeout: f64) -> Option<discover::network::NetOptions> {
+pub(crate) fn net_options(o: &HttpOptions, timeout: f64) -> Option<discover::network::NetOptions> {
     let env_proxy = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
@@ -246,23 +266,15 @@ fn net_options(o: &HttpOptions, timeout: f64) -> Option<discover::network::NetOp
 }
 
 impl DiscoveryPlan {
-    fn from_args(
+    /// Parses the base URLs (a bad one is a usage error, before any request).
+    pub(crate) fn from_args(
         d: &DiscoveryArgs,
         discovering: bool,
         trust_hosts: &[String],
     ) -> Result<Self, AppError> {
-        let realm = if discovering || d.realm_url.is_some() {
-            Some(base_url(
-                d.realm_url.as_deref(),
-                discover::DEFAULT_REALM_URL,
-                "--realm-url",
-            )?)
-        } else {
-            None
-        };
-        Ok(DiscoveryPlan {
-            realm,
-            autodiscover: discovering,
+        let plan = DiscoveryPlan {
+            realm: None,
+            autodiscover: false,
             v2: base_url(
                 d.autodiscover_v2_url.as_deref(),
                 discover::DEFAULT_V2_URL,
@@ -271,7 +283,26 @@ impl DiscoveryPlan {
             trust_hosts: trust_hosts.to_vec(),
             network: None,
             srv: None,
-        })
+            realm_base: Some(base_url(
+                d.realm_url.as_deref(),
+                discover::DEFAULT_REALM_URL,
+                "--realm-url",
+            )?),
+            realm_given: d.realm_url.is_some(),
+        };
+        Ok(plan.for_mailbox(discovering))
+    }
+    /// This plan for one mailbox: Autodiscover when `discovering` ([`discovers`]), realm
+    /// discovery then or when `--realm-url` was given.
+    pub(crate) fn for_mailbox(&self, discovering: bool) -> Self {
+        let mut p = self.clone();
+        p.autodiscover = discovering;
+        p.realm = if discovering || p.realm_given {
+            p.realm_base.clone()
+        } else {
+            None
+        };
+        p
     }
     fn runs(&self) -> bool {
         self.realm.is_some() || self.autodiscover
@@ -285,14 +316,23 @@ impl DiscoveryPlan {
     }
 }
 
-/// Discovery (when planned), then the checks at the given or discovered endpoint; one evidence.
-async fn pipeline(
-    mut cfg: ProbeConfig,
+/// What the discovery phase found, for the check phase.
+pub(crate) struct Discovered {
+    steps: Vec<crate::evidence::Step>,
+    found: Option<discover::Discovery>,
+    /// Wall time of the discovery phase (live runs).
+    elapsed: Duration,
+}
+
+/// The discovery phase: realm discovery and Autodiscover as planned; a discovered endpoint
+/// goes into `cfg.endpoint` (a given one is kept).
+pub(crate) async fn discover_phase(
+    cfg: &mut ProbeConfig,
     plan: &DiscoveryPlan,
     t: &Transport,
-) -> (Evidence, ProbeConfig) {
+) -> Discovered {
     let started = std::time::Instant::now();
-    let (dsteps, disc) = if plan.runs() {
+    let (steps, found) = if plan.runs() {
         let dc = DiscoverConfig {
             mailbox: &cfg.mailbox,
             credentials: &cfg.credentials,
@@ -309,15 +349,34 @@ async fn pipeline(
         (Vec::new(), None)
     };
     if cfg.endpoint.is_none() {
-        cfg.endpoint = disc
+        cfg.endpoint = found
             .as_ref()
             .and_then(|d| d.endpoint.as_deref())
             .and_then(|e| url::Url::parse(e).ok());
     }
-    let mut ev = probe::run(&cfg, t).await;
+    Discovered {
+        steps,
+        found,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// The check phase: the checks at `cfg.endpoint` (given or discovered), the diagnostic
+/// handshake after an EWS TLS failure, and the discovery steps first; one evidence.
+pub(crate) async fn check_phase(
+    cfg: &ProbeConfig,
+    plan: &DiscoveryPlan,
+    t: &Transport,
+    d: Discovered,
+) -> Evidence {
+    let started = std::time::Instant::now();
+    let Discovered {
+        steps: mut dsteps,
+        found: mut disc,
+        elapsed,
+    } = d;
+    let mut ev = probe::run(cfg, t).await;
     // An EWS TLS failure: a credential-free diagnostic handshake shows the chain (live only).
-    let mut disc = disc;
-    let mut dsteps = dsteps;
     if let (Some(opts), Some(ep)) = (&plan.network, &cfg.endpoint)
         && !t.is_replay()
         && ep.scheme() == "https"
@@ -339,16 +398,28 @@ async fn pipeline(
     }
     if disc.is_some() {
         let before = crate::util::millis(discover::duration(&dsteps));
+        // Wall time of both phases (not the wait between them, e.g. a fleet's admission).
         ev.duration_ms = if t.is_replay() {
             ev.duration_ms + before
         } else {
-            crate::util::millis(started.elapsed())
+            crate::util::millis(elapsed + started.elapsed())
         };
         let mut steps = dsteps;
         steps.append(&mut ev.steps);
         ev.steps = steps;
         ev.discovery = disc;
     }
+    ev
+}
+
+/// Discovery (when planned), then the checks at the given or discovered endpoint; one evidence.
+async fn pipeline(
+    mut cfg: ProbeConfig,
+    plan: &DiscoveryPlan,
+    t: &Transport,
+) -> (Evidence, ProbeConfig) {
+    let d = discover_phase(&mut cfg, plan, t).await;
+    let ev = check_phase(&cfg, plan, t, d).await;
     (ev, cfg)
 }
 
@@ -369,13 +440,9 @@ pub async fn probe_with(
         .map(|u| endpoint(u, &a.net.resolve))
         .transpose()?;
     let creds = credentials(a, &mailbox)?;
-    // A consumer address without credentials is decided before any request: nothing to send.
-    let consumer_decided = endpoint.is_none()
-        && crate::target::is_consumer_domain(mailbox.domain())
-        && matches!(creds, Credentials::None);
     let plan = DiscoveryPlan::from_args(
         &a.discovery,
-        endpoint.is_none() && !consumer_decided,
+        discovers(endpoint.as_ref(), &mailbox, &creds),
         &a.trust_host,
     )?;
     let mut redactor = Redactor::default();
@@ -542,6 +609,8 @@ pub async fn run_bundle(bundle: &Bundle) -> Result<(Report, SessionMeta), AppErr
             trust_hosts: dm.trust_hosts.clone(),
             network: None,
             srv: None,
+            realm_base: None,
+            realm_given: false,
         },
         None => DiscoveryPlan {
             realm: None,
@@ -550,6 +619,8 @@ pub async fn run_bundle(bundle: &Bundle) -> Result<(Report, SessionMeta), AppErr
             trust_hosts: Vec::new(),
             network: None,
             srv: None,
+            realm_base: None,
+            realm_given: false,
         },
     };
     let cfg = ProbeConfig {
@@ -690,4 +761,58 @@ pub async fn demo(a: &DemoArgs) -> Result<Vec<DemoRun>, AppError> {
         });
     }
     Ok(runs)
+}
+
+#[cfg(test)]
+mod discovery_plan_tests {
+    use super::*;
+
+    fn args(realm: Option<&str>) -> DiscoveryArgs {
+        DiscoveryArgs {
+            connect_to: Vec::new(),
+            autodiscover_v2_url: None,
+            realm_url: realm.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn who_discovers_is_one_rule() {
+        let work = Mailbox::parse("adele@contoso.example").unwrap();
+        let consumer = Mailbox::parse("someone@outlook.com").unwrap();
+        let url = url::Url::parse("https://mail.contoso.example/EWS/Exchange.asmx").unwrap();
+        let basic = Credentials::Basic {
+            user: "u".into(),
+            password: secrecy::SecretString::from("p".to_string()),
+        };
+        assert!(discovers(None, &work, &Credentials::None));
+        assert!(!discovers(Some(&url), &work, &Credentials::None));
+        // A consumer address without credentials is decided before any request…
+        assert!(!discovers(None, &consumer, &Credentials::None));
+        // …with credentials it is discovered like any other.
+        assert!(discovers(None, &consumer, &basic));
+    }
+
+    #[test]
+    fn a_plan_per_mailbox_from_base_urls_parsed_once() {
+        let base = DiscoveryPlan::from_args(&args(None), false, &[]).unwrap();
+        assert!(!base.runs());
+        let d = base.for_mailbox(true);
+        assert!(d.autodiscover);
+        assert_eq!(
+            d.realm.as_ref().map(url::Url::as_str),
+            Some("https://login.microsoftonline.com/")
+        );
+        assert!(!d.for_mailbox(false).runs());
+        // --realm-url: realm discovery for every mailbox, Autodiscover only when discovering.
+        let given = DiscoveryPlan::from_args(&args(Some("http://127.0.0.1:9")), false, &[])
+            .unwrap()
+            .for_mailbox(false);
+        assert!(!given.autodiscover);
+        assert_eq!(
+            given.realm.as_ref().map(url::Url::as_str),
+            Some("http://127.0.0.1:9/")
+        );
+        // A bad base URL is refused whether or not this mailbox discovers.
+        assert!(DiscoveryPlan::from_args(&args(Some("ftp://x")), false, &[]).is_err());
+    }
 }

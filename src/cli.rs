@@ -207,6 +207,7 @@ pub struct DemoArgs {
 )]
 pub struct FleetArgs {
     /// Mailboxes: a CSV with a header `mailbox[,ews_url]`, or one address per line; `-` for stdin.
+    /// A mailbox without ews_url (and no --ews-url) is discovered on its own, as probe does.
     #[arg(long, value_name = "FILE")]
     pub input: String,
     /// Mailboxes probed at once, overall.

@@ -7,15 +7,14 @@
 //! untrusted host, and untrusted hosts receive nothing at all.
 
 mod common;
+use common::tls::{Cert, new_ca, tls_host};
 use common::*;
 use ews_probe::discover::srv::{SrvLookup, SrvRecord};
 use ews_probe::evidence::{Outcome, StepKind};
 use ews_probe::report::Report;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
-use tokio_rustls::rustls;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -34,85 +33,6 @@ impl SrvLookup for StubSrv {
         let v = self.0.lock().unwrap().get(name).cloned();
         Box::pin(async move { v.ok_or_else(|| "NXDOMAIN (stub)".to_string()) })
     }
-}
-
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-fn new_ca() -> Ca {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(DnType::CommonName, "ews-probe test CA");
-    p.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().unwrap();
-    let cert = p.self_signed(&key).unwrap();
-    Ca {
-        pem: cert.pem(),
-        issuer: Issuer::new(p, key),
-    }
-}
-
-/// What is wrong with a host's certificate, if anything.
-#[derive(Clone, Copy, PartialEq)]
-enum Cert {
-    Good,
-    Expired,
-    WrongName,
-}
-
-/// A TLS front for `host` on 127.0.0.1 forwarding every connection to a fresh wiremock.
-async fn tls_host(ca: &Ca, host: &str, kind: Cert) -> (u16, MockServer) {
-    let mock = MockServer::start().await;
-    let name = if kind == Cert::WrongName {
-        "www.fabrikam.example"
-    } else {
-        host
-    };
-    let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, name);
-    if kind == Cert::Expired {
-        p.not_before = rcgen::date_time_ymd(2024, 1, 1);
-        p.not_after = rcgen::date_time_ymd(2025, 1, 1);
-    }
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, &ca.issuer).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let backend = *mock.address();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                if let Ok(mut up) = tokio::net::TcpStream::connect(backend).await {
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
-                }
-            });
-        }
-    });
-    (port, mock)
 }
 
 /// The test world: one TLS host per name, a plain-HTTP server for `http://autodiscover.…`

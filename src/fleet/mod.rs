@@ -1,6 +1,7 @@
-//! `ews-probe fleet`: the probe pipeline (the same `probe::run` → `diagnose` → `Report` as
-//! `probe`) over many mailboxes, with one shared HTTP client (one connection pool), caps on
-//! concurrency overall and per endpoint, per-endpoint back-off, NDJSON streamed and flushed
+//! `ews-probe fleet`: the probe pipeline (the same phases as `probe`: `app::discover_phase`,
+//! then `app::check_phase` → `diagnose` → `Report`) over many mailboxes; a mailbox without an
+//! EWS URL is discovered on its own, as `probe` does. One shared HTTP client (one connection
+//! pool), caps on concurrency overall and per endpoint (a discovered one too), per-endpoint back-off, NDJSON streamed and flushed
 //! per mailbox, `--resume`, `--shard`, Ctrl-C/SIGTERM handling and a summary.
 //!
 //! * [`input`]: the CSV / one-per-line input, duplicates and invalid lines set aside;
@@ -15,12 +16,12 @@ pub mod scheduler;
 pub mod shard;
 pub mod summary;
 
-use crate::app::AppError;
+use crate::app::{AppError, DiscoveryPlan};
 use crate::auth::{AuthMode, Credentials};
 use crate::cli::FleetArgs;
 use crate::diagnose;
 use crate::ews::RequestContext;
-use crate::probe::{self, ProbeConfig};
+use crate::probe::ProbeConfig;
 use crate::report::range::Thresholds;
 use crate::report::{Format, Report};
 use crate::transport::Transport;
@@ -81,6 +82,10 @@ struct Shared {
     redactor: Arc<Redactor>,
     credentials: Credentials,
     default_endpoint: Option<url::Url>,
+    /// The run's two discovery plans, from the flags parsed once: for a mailbox that runs
+    /// Autodiscover, and for one with its endpoint (realm discovery only with --realm-url).
+    discovering: DiscoveryPlan,
+    not_discovering: DiscoveryPlan,
     timeout: Duration,
     version: crate::ews::ServerVersion,
     impersonate: bool,
@@ -88,8 +93,42 @@ struct Shared {
     thresholds: Thresholds,
 }
 
-/// One mailbox through the pipeline; the endpoint is told when it says it is busy.
-async fn probe_one(s: &Shared, e: &Entry, ep: Arc<scheduler::Endpoint>) -> Report {
+/// The EWS URL a mailbox starts with: its row's, else `--ews-url`.
+fn given_endpoint<'a>(s: &'a Shared, e: &'a Entry) -> Option<&'a url::Url> {
+    e.ews_url.as_ref().or(s.default_endpoint.as_ref())
+}
+
+/// One mailbox's discovery plan: the rule of `probe` ([`crate::app::discovers`]).
+fn plan_for<'a>(s: &'a Shared, e: &Entry) -> &'a DiscoveryPlan {
+    if crate::app::discovers(given_endpoint(s, e), &e.mailbox, &s.credentials) {
+        &s.discovering
+    } else {
+        &s.not_discovering
+    }
+}
+
+/// The admission key a mailbox starts under: its domain's while it discovers, else its
+/// endpoint's.
+fn first_key(s: &Shared, e: &Entry, plan: &DiscoveryPlan) -> String {
+    if plan.autodiscover {
+        scheduler::discovery_key(e.mailbox.domain())
+    } else {
+        scheduler::endpoint_key(given_endpoint(s, e))
+    }
+}
+
+/// One mailbox through the pipeline, admitted with `slot` under `ep`: discovery (when
+/// planned), then, for a discovered endpoint, the trade of the domain's permit for that
+/// endpoint's, then the checks. The endpoint in use is told when it says it is busy.
+async fn probe_one(
+    s: &Shared,
+    limits: &Limits,
+    e: &Entry,
+    plan: &DiscoveryPlan,
+    ep: Arc<scheduler::Endpoint>,
+    slot: scheduler::Slot,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Option<Report> {
     let mut client = s.client.clone();
     let mut _one_at_a_time = None;
     if let Some(opts) = &s.ntlm {
@@ -107,10 +146,14 @@ async fn probe_one(s: &Shared, e: &Entry, ep: Arc<scheduler::Endpoint>) -> Repor
         }
     }
     let mut transport = Transport::http(client, s.redactor.clone(), s.timeout);
-    let busy_ep = ep.clone();
+    // The endpoint this mailbox uses now: its domain's while it discovers, then the
+    // discovered endpoint.
+    let current = Arc::new(std::sync::Mutex::new(ep.clone()));
+    let busy_ep = current.clone();
     let observed = transport.observe_responses(Arc::new(move |resp| {
         if let Some(d) = scheduler::busy_pause(resp) {
-            busy_ep.pause(d);
+            let ep = busy_ep.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            ep.pause(d);
         }
     }));
     if let Err(e) = observed {
@@ -120,12 +163,9 @@ async fn probe_one(s: &Shared, e: &Entry, ep: Arc<scheduler::Endpoint>) -> Repor
     let now = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
-    let endpoint = e.ews_url.clone().or_else(|| s.default_endpoint.clone());
-    // Observed once per endpoint URL in this run (one request of nine per mailbox saved).
-    let challenge = endpoint.as_ref().map(|u| ep.challenge(u));
-    let cfg = ProbeConfig {
+    let mut cfg = ProbeConfig {
         mailbox: e.mailbox.clone(),
-        endpoint,
+        endpoint: given_endpoint(s, e).cloned(),
         credentials: share(&s.credentials),
         context: RequestContext {
             version: s.version,
@@ -133,13 +173,42 @@ async fn probe_one(s: &Shared, e: &Entry, ep: Arc<scheduler::Endpoint>) -> Repor
         },
         write: s.write,
         now,
-        challenge,
+        challenge: None,
     };
-    let evidence = probe::run(&cfg, &transport).await;
+    let found = crate::app::discover_phase(&mut cfg, plan, &transport).await;
+    let mut ep = ep;
+    let mut _slot = Some(slot);
+    if plan.autodiscover
+        && let Some(url) = &cfg.endpoint
+    {
+        // Checks run under the discovered endpoint's cap and pause, not the domain's.
+        let found_ep = limits.endpoint(&scheduler::endpoint_key(Some(url)));
+        if let Some(held) = _slot.take() {
+            // Waiting for a full or paused endpoint ends on a stop, as admission does: the
+            // mailbox is then not started (no line; `--resume` probes it again).
+            _slot = tokio::select! {
+                s = limits.trade(held, &found_ep) => s,
+                _ = until_stopped(&mut stopped) => None,
+            };
+            _slot.as_ref()?;
+        }
+        *current.lock().unwrap_or_else(|p| p.into_inner()) = found_ep.clone();
+        ep = found_ep;
+    }
+    // Observed once per endpoint URL in this run (one request of nine per mailbox saved).
+    cfg.challenge = cfg.endpoint.as_ref().map(|u| ep.challenge(u));
+    let evidence = crate::app::check_phase(&cfg, plan, &transport, found).await;
     let verdict = diagnose::diagnose(&e.mailbox, &evidence);
     let mut report = Report::new(&evidence, verdict);
     s.thresholds.apply(&mut report);
-    report
+    Some(report)
+}
+
+/// Returns on a stop (Ctrl-C/SIGTERM); never without a signal watcher.
+async fn until_stopped(stopped: &mut tokio::sync::watch::Receiver<bool>) {
+    if stopped.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Sets `stop` on the first Ctrl-C or SIGTERM; a second one exits at once (every line written
@@ -181,6 +250,14 @@ fn watch_signals(stop: Arc<AtomicBool>, tell: tokio::sync::watch::Sender<bool>) 
 
 /// `ews-probe fleet`; returns the exit code.
 pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
+    run_with(a, Arc::new(crate::discover::srv::SystemSrv)).await
+}
+
+/// `fleet` with a given SRV lookup (tests stub DNS with it).
+pub async fn run_with(
+    a: &FleetArgs,
+    srv: Arc<dyn crate::discover::srv::SrvLookup>,
+) -> Result<u8, AppError> {
     let started = Instant::now();
     let p = &a.probe;
     let format = p.out.format;
@@ -210,6 +287,8 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
         .as_deref()
         .map(|u| crate::app::endpoint(u, &p.net.resolve))
         .transpose()?;
+    // The discovery flags, parsed once: a bad base URL stops the run before any request.
+    let mut discovery = DiscoveryPlan::from_args(&p.discovery, false, &p.trust_host)?;
     let text = read_input(&a.input)?;
     let pins = p.net.resolve.clone();
     let mut input = input::parse(&text, |u| {
@@ -284,6 +363,10 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
         connection_auth: p.auth == AuthMode::Ntlm,
         ..crate::app::http_options(&p.net)
     };
+    // As `probe`: the DNS/TCP/TLS steps for a discovered endpoint, and the diagnostic
+    // handshake after an EWS TLS failure; the SRV lookup for mailboxes that discover.
+    discovery.network = crate::app::net_options(&opts, p.net.timeout);
+    discovery.srv = Some(srv);
     let shared = Arc::new(Shared {
         client: Arc::new(HttpClient::new(&opts)?),
         ntlm: (p.auth == AuthMode::Ntlm).then(|| opts.clone()),
@@ -291,6 +374,8 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
         redactor: Arc::new(redactor),
         credentials,
         default_endpoint,
+        discovering: discovery.for_mailbox(true),
+        not_discovering: discovery.for_mailbox(false),
         timeout: Duration::from_secs_f64(p.net.timeout),
         version: p.server_version,
         // App-only tokens act for no one: every mailbox's requests impersonate it (OA-5),
@@ -328,24 +413,16 @@ pub async fn run(a: &FleetArgs) -> Result<u8, AppError> {
         let (limits, shared, stop) = (limits.clone(), shared.clone(), stop.clone());
         let mut stopped = stopped.clone();
         tasks.spawn(async move {
-            let url = e.ews_url.as_ref().or(shared.default_endpoint.as_ref());
-            let ep = limits.endpoint(&scheduler::endpoint_key(url));
+            let plan = plan_for(&shared, &e);
+            let ep = limits.endpoint(&first_key(&shared, &e, plan));
             let slot = tokio::select! {
                 s = limits.admit(&ep) => s,
-                _ = async {
-                    // No signal watcher (it could not be set up): never stops.
-                    if stopped.wait_for(|s| *s).await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                } => None,
+                // No signal watcher (it could not be set up): never stops.
+                _ = until_stopped(&mut stopped) => None,
             };
-            if slot.is_none() || stop.load(Ordering::SeqCst) {
-                return None;
-            }
+            let slot = slot.filter(|_| !stop.load(Ordering::SeqCst))?;
             // Boxed: queued mailboxes stay small until they run.
-            let report = Box::pin(probe_one(&shared, &e, ep)).await;
-            drop(slot);
-            Some(report)
+            Box::pin(probe_one(&shared, &limits, &e, plan, ep, slot, stopped)).await
         });
     };
 

@@ -7,6 +7,13 @@
 //! A mailbox first takes its endpoint's permit, waits out a pause, and only then takes a
 //! global permit, so mailboxes queued behind a slow or paused endpoint never hold global
 //! slots that other endpoints could use. Tokio's semaphores are fair (FIFO).
+//!
+//! A mailbox without an EWS URL is first admitted for its discovery under its domain's key
+//! ([`discovery_key`], the same per-endpoint cap), then trades that permit for the discovered
+//! endpoint's ([`Limits::trade`]) and runs its checks under that endpoint's cap and pause.
+//! No mailbox ever waits for an endpoint permit while it holds a global one (a trade that
+//! cannot take the endpoint's permit at once gives its global permit back and queues as a new
+//! mailbox would): mailboxes queued endpoint-first and traded ones cannot deadlock.
 
 use crate::ews::response;
 use crate::transport::HttpResponse;
@@ -73,6 +80,12 @@ pub fn endpoint_key(url: Option<&url::Url>) -> String {
         .unwrap_or_else(|| "(no endpoint)".into())
 }
 
+/// The key a mailbox's discovery is limited by: its domain (Autodiscover asks the domain's
+/// hosts, and realm discovery is per domain too).
+pub fn discovery_key(domain: &str) -> String {
+    format!("discover:{}", domain.to_ascii_lowercase())
+}
+
 impl Limits {
     pub fn new(global: usize, per_endpoint: usize) -> Self {
         Limits {
@@ -106,6 +119,25 @@ impl Limits {
             _endpoint: e,
             _global: g,
         })
+    }
+
+    /// After discovery: gives back the slot's endpoint (domain) permit and takes `ep`'s, the
+    /// discovered endpoint's, waiting out its pause. The global permit is kept when `ep` has a
+    /// free permit and no pause; otherwise it is given back too and the mailbox is admitted
+    /// anew ([`Limits::admit`]'s order), so no one waits for an endpoint holding a global permit.
+    pub async fn trade(&self, slot: Slot, ep: &Endpoint) -> Option<Slot> {
+        let Slot { _endpoint, _global } = slot;
+        drop(_endpoint);
+        if ep.paused_until().is_none()
+            && let Ok(e) = ep.permits.clone().try_acquire_owned()
+        {
+            return Some(Slot {
+                _endpoint: e,
+                _global,
+            });
+        }
+        drop(_global);
+        self.admit(ep).await
     }
 }
 
@@ -176,6 +208,77 @@ mod tests {
         let sa = l.admit(&a).await.unwrap();
         assert!(t0.elapsed() >= Duration::from_millis(200));
         drop((sa, sb));
+    }
+
+    #[tokio::test]
+    async fn discovery_runs_under_the_domain_key_then_checks_under_the_discovered_endpoint() {
+        let l = Arc::new(Limits::new(3, 1));
+        let dom = l.endpoint(&discovery_key("Contoso.Example"));
+        assert!(Arc::ptr_eq(&dom, &l.endpoint("discover:contoso.example")));
+        let found = l.endpoint("https://outlook.office365.com");
+        // Mailbox 1 discovers under the domain key (cap 1): mailbox 2 of the domain waits.
+        let s1 = l.admit(&dom).await.unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), l.admit(&dom))
+                .await
+                .is_err()
+        );
+        // Mailbox 1 trades for the discovered endpoint: the domain is free again, the global
+        // permit is kept (2 of 3 left), and the endpoint's one permit is taken.
+        let s1 = l.trade(s1, &found).await.unwrap();
+        assert_eq!(l.global.available_permits(), 2);
+        let s2 = l.admit(&dom).await.unwrap();
+        assert_eq!(l.global.available_permits(), 1);
+        // Mailbox 2 found the same endpoint: its cap (1) holds, so it waits for mailbox 1,
+        // without a global permit meanwhile.
+        let t = tokio::spawn({
+            let (l, found) = (l.clone(), found.clone());
+            async move { l.trade(s2, &found).await.unwrap() }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!t.is_finished(), "the discovered endpoint's cap holds");
+        assert_eq!(
+            l.global.available_permits(),
+            2,
+            "waits without a global permit"
+        );
+        drop(s1);
+        let s2 = tokio::time::timeout(Duration::from_secs(1), t)
+            .await
+            .expect("admitted once mailbox 1 is done")
+            .unwrap();
+        assert_eq!(l.global.available_permits(), 2);
+        drop(s2);
+        // A paused discovered endpoint is waited out after discovery.
+        let s3 = l.admit(&dom).await.unwrap();
+        found.pause(Duration::from_millis(150));
+        let t0 = Instant::now();
+        let _s3 = l.trade(s3, &found).await.unwrap();
+        assert!(t0.elapsed() >= Duration::from_millis(150));
+    }
+
+    #[tokio::test]
+    async fn a_trade_never_waits_for_an_endpoint_while_holding_a_global_permit() {
+        // One global permit, one per endpoint: mailbox A (URL to E) holds E's permit and
+        // waits for the global one; mailbox B (discovered E) holds the global permit. B's
+        // trade must give the global permit back, or both wait forever.
+        let l = Arc::new(Limits::new(1, 1));
+        let dom = l.endpoint(&discovery_key("fabrikam.example"));
+        let e = l.endpoint("https://mail.fabrikam.example");
+        let b = l.admit(&dom).await.unwrap();
+        let a = tokio::spawn({
+            let (l, e) = (l.clone(), e.clone());
+            async move { l.admit(&e).await.map(drop) }
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let b = tokio::time::timeout(Duration::from_secs(2), async {
+            let s = l.trade(b, &e).await;
+            a.await.unwrap();
+            s
+        })
+        .await
+        .expect("no deadlock");
+        assert!(b.is_some());
     }
 
     #[tokio::test]

@@ -11,6 +11,10 @@
 //! and rounds up: `sleep(20 ms)` measured 21.1 ms median on an idle runtime), so one shared timer
 //! thread ([`Timer`]) wakes the answers instead. The server records each answer's actual delay
 //! (`Stats::delays_us`) so a bench can show it.
+//! The standard path `/EWS/Exchange.asmx` (a discovered endpoint, whose URL names no mailbox)
+//! is `healthy`, and names its mailbox by the `X-AnchorMailbox` header (sent with
+//! `--impersonate`); a request without it (the challenge GET) is counted in flight but is no
+//! mailbox's.
 //!
 //! The server counts requests in flight and distinct mailboxes in flight (peaks), and logs
 //! each request (time, mailbox, connectivity or not).
@@ -288,6 +292,7 @@ async fn serve(
         let arrived = Instant::now();
         let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
         let mut len = 0usize;
+        let mut anchor = None;
         loop {
             line.clear();
             if r.read_line(&mut line).await? == 0 {
@@ -302,20 +307,30 @@ async fn serve(
             {
                 len = v.trim().parse().unwrap_or(0);
             }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("x-anchormailbox")
+            {
+                anchor = Some(v.trim().to_ascii_lowercase());
+            }
         }
         let mut body = vec![0u8; len];
         r.read_exact(&mut body).await?;
         let body = String::from_utf8_lossy(&body);
         let mut seg = path.trim_start_matches('/').split('/');
-        let scenario = seg.next().unwrap_or("").to_string();
-        let mailbox = format!("/{scenario}/{}", seg.next().unwrap_or(""));
+        let mut scenario = seg.next().unwrap_or("").to_string();
+        let mut mailbox = format!("/{scenario}/{}", seg.next().unwrap_or(""));
+        if path.eq_ignore_ascii_case("/EWS/Exchange.asmx") {
+            scenario = "healthy".into();
+            mailbox = anchor.unwrap_or_default();
+        }
+        let counted = !mailbox.is_empty();
         let connectivity = body.contains("Id=\"msgfolderroot\"");
 
         // Count.
         stats.requests.fetch_add(1, Ordering::SeqCst);
         let n = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         stats.peak_in_flight.fetch_max(n, Ordering::SeqCst);
-        {
+        if counted {
             let mut m = stats.mailboxes.lock().unwrap();
             *m.entry(mailbox.clone()).or_default() += 1;
             stats.peak_mailboxes.fetch_max(m.len(), Ordering::SeqCst);
@@ -357,7 +372,7 @@ async fn serve(
 
         // Uncount before answering, so a client that sends its next request at once is not
         // counted twice.
-        {
+        if counted {
             let mut m = stats.mailboxes.lock().unwrap();
             if let Some(k) = m.get_mut(&mailbox) {
                 *k -= 1;
