@@ -810,3 +810,23 @@ fn ntlm_refuses_proxy_and_connect_to_instead_of_ignoring_them() {
         assert!(!err.contains("pw-for-the-test"));
     }
 }
+
+/// The allocator's compiled-in options are in effect (src/main.rs `malloc_conf`): jemalloc
+/// prints its options at exit when asked to through its environment variable.
+#[cfg(target_os = "linux")]
+#[test]
+fn jemalloc_runs_with_the_compiled_in_options() {
+    let out = ews_probe()
+        .args(["demo", "consumer-basic-401"])
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    for opt in [
+        "opt.percpu_arena: \"percpu\"",
+        "opt.dirty_decay_ms: 1000",
+        "opt.muzzy_decay_ms: 0",
+    ] {
+        assert!(err.contains(opt), "{opt} not in jemalloc's stats: {err}");
+    }
+}
