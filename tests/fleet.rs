@@ -571,3 +571,104 @@ fn the_challenge_is_observed_once_per_endpoint() {
     }
     assert_eq!(sent, 2);
 }
+
+/// Runs a fleet of `n` healthy mailboxes with stderr on a new pseudo-terminal; what the
+/// terminal received (progress bar drawing included) and the exit status.
+#[cfg(unix)]
+fn fleet_on_a_terminal(s: &Server, n: usize, extra: &[&str]) -> (String, std::process::ExitStatus) {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    let mut csv = String::from("mailbox,ews_url\n");
+    for i in 0..n {
+        csv.push_str(&format!("tty{i}@contoso.com,{}\n", s.url("healthy", i)));
+    }
+    std::fs::write(&input, csv).unwrap();
+    let out = dir.path().join("out.ndjson");
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes the two descriptors it opens; the other arguments may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened by openpty and are owned here only.
+    let (mut master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    };
+    let mut child = bin()
+        .args(["fleet", "--input", input.to_str().unwrap(), "--output"])
+        .arg(&out)
+        .args(extra)
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    // The child holds the only other end now: reading ends (EIO) when it exits.
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(k) = master.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..k]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let status = child.wait().unwrap();
+    let seen = reader.join().unwrap();
+    assert_eq!(lines(&out).len(), n, "one line per mailbox");
+    (seen, status)
+}
+
+/// On a terminal the fleet draws its progress bar (the template's "N/M mailboxes … eta"),
+/// then clears it and prints the summary; `--no-progress` and a non-terminal stderr get the
+/// summary only.
+#[cfg(unix)]
+#[test]
+fn a_progress_bar_on_a_terminal_only() {
+    let s = fleet_server::start(30, 0);
+    let (tty, status) = fleet_on_a_terminal(&s, 40, &["--concurrency", "4"]);
+    assert!(status.success(), "{tty}");
+    assert!(
+        tty.contains("/40 mailboxes") && tty.contains("eta"),
+        "no progress bar on the terminal: {tty:?}"
+    );
+    assert!(tty.contains("fleet: 40 reports"), "{tty:?}");
+
+    let (quiet, status) = fleet_on_a_terminal(&s, 40, &["--concurrency", "4", "--no-progress"]);
+    assert!(status.success());
+    assert!(!quiet.contains("/40 mailboxes"), "{quiet:?}");
+    assert!(quiet.contains("fleet: 40 reports"), "{quiet:?}");
+
+    // A pipe is no terminal: summary only.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "pipe1@contoso.com\npipe2@contoso.com\n").unwrap();
+    let o = run(&[
+        "fleet",
+        "--input",
+        input.to_str().unwrap(),
+        "--ews-url",
+        &s.url("healthy", 0),
+        "--output",
+        dir.path().join("o.ndjson").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("/2 mailboxes") && err.contains("fleet: 2 reports"),
+        "{err}"
+    );
+}
