@@ -1,8 +1,9 @@
 //! `ews-probe fleet`: the probe pipeline (the same phases as `probe`: `app::discover_phase`,
 //! then `app::check_phase` → `diagnose` → `Report`) over many mailboxes; a mailbox without an
 //! EWS URL is discovered on its own, as `probe` does. One shared HTTP client (one connection
-//! pool), caps on concurrency overall and per endpoint (a discovered one too), per-endpoint back-off, NDJSON streamed and flushed
-//! per mailbox, `--resume`, `--shard`, Ctrl-C/SIGTERM handling and a summary.
+//! pool), caps on concurrency overall and per endpoint (a discovered one too), per-endpoint
+//! back-off, NDJSON streamed and flushed per mailbox, `--resume`, `--shard`, Ctrl-C/SIGTERM
+//! handling and a summary.
 //!
 //! * [`input`]: the CSV / one-per-line input, duplicates and invalid lines set aside;
 //! * [`shard`]: the stable split of the input between machines;
