@@ -20,6 +20,13 @@ fn run(args: &[&str]) -> Output {
     bin().args(args).stdin(Stdio::null()).output().unwrap()
 }
 
+/// `ews-probe fleet --input INPUT` with more arguments.
+fn fleet(input: &Path, more: &[&str]) -> Output {
+    let mut args = vec!["fleet", "--input", input.to_str().unwrap()];
+    args.extend_from_slice(more);
+    run(&args)
+}
+
 fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -88,19 +95,19 @@ fn mixed_fleet_one_line_per_mailbox_caps_held_duplicates_and_invalid_set_aside()
     let input = dir.path().join("in.csv");
     std::fs::write(&input, csv).unwrap();
     let out = dir.path().join("out.ndjson");
-    let o = run(&[
-        "fleet",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--concurrency",
-        "24",
-        "--per-endpoint",
-        "4",
-        "--timeout",
-        "10",
-    ]);
+    let o = fleet(
+        &input,
+        &[
+            "--output",
+            out.to_str().unwrap(),
+            "--concurrency",
+            "24",
+            "--per-endpoint",
+            "4",
+            "--timeout",
+            "10",
+        ],
+    );
     let stderr = String::from_utf8_lossy(&o.stderr);
     // Consumer and blocked mailboxes are critical: the fleet's exit code is the worst.
     assert_eq!(o.status.code(), Some(2), "{stderr}");
@@ -200,17 +207,17 @@ fn shards_cover_the_input_exactly_once_and_concatenate() {
     let mut invalid_reports = 0;
     for i in 1..=3 {
         let out = dir.path().join(format!("shard{i}.ndjson"));
-        let o = run(&[
-            "fleet",
-            "--input",
-            input.to_str().unwrap(),
-            "--ews-url",
-            &s.url("healthy", 0),
-            "--shard",
-            &format!("{i}/3"),
-            "--output",
-            out.to_str().unwrap(),
-        ]);
+        let o = fleet(
+            &input,
+            &[
+                "--ews-url",
+                &s.url("healthy", 0),
+                "--shard",
+                &format!("{i}/3"),
+                "--output",
+                out.to_str().unwrap(),
+            ],
+        );
         let got = mailboxes(&lines(&out));
         assert!(got.len() > 20 && got.len() < 80, "shard {i}: {}", got.len());
         invalid_reports += String::from_utf8_lossy(&o.stderr)
@@ -331,17 +338,17 @@ fn server_busy_pauses_only_its_endpoint() {
     let input = dir.path().join("in.csv");
     std::fs::write(&input, csv).unwrap();
     let out = dir.path().join("out.ndjson");
-    let o = run(&[
-        "fleet",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--concurrency",
-        "6",
-        "--per-endpoint",
-        "3",
-    ]);
+    let o = fleet(
+        &input,
+        &[
+            "--output",
+            out.to_str().unwrap(),
+            "--concurrency",
+            "6",
+            "--per-endpoint",
+            "3",
+        ],
+    );
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -407,17 +414,17 @@ fn fleet_prometheus_is_parsed_and_nagios_summarises() {
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "p1@contoso.com\np2@contoso.com\n").unwrap();
     let prom = dir.path().join("fleet.prom");
-    let o = run(&[
-        "fleet",
-        "--input",
-        input.to_str().unwrap(),
-        "--ews-url",
-        &s.url("healthy", 0),
-        "--format",
-        "prometheus",
-        "--output",
-        prom.to_str().unwrap(),
-    ]);
+    let o = fleet(
+        &input,
+        &[
+            "--ews-url",
+            &s.url("healthy", 0),
+            "--format",
+            "prometheus",
+            "--output",
+            prom.to_str().unwrap(),
+        ],
+    );
     assert_eq!(o.status.code(), Some(0));
     let text = std::fs::read_to_string(&prom).unwrap();
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
@@ -436,15 +443,10 @@ fn fleet_prometheus_is_parsed_and_nagios_summarises() {
     assert_eq!(per_mailbox.len(), 2);
     assert!(per_mailbox.values().all(|v| *v == 0.0));
 
-    let o = run(&[
-        "fleet",
-        "--input",
-        input.to_str().unwrap(),
-        "--ews-url",
-        &s.url("healthy", 0),
-        "--format",
-        "nagios",
-    ]);
+    let o = fleet(
+        &input,
+        &["--ews-url", &s.url("healthy", 0), "--format", "nagios"],
+    );
     assert_eq!(o.status.code(), Some(0));
     let first = String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -534,13 +536,7 @@ fn the_challenge_is_observed_once_per_endpoint() {
     }
     std::fs::write(&input, csv).unwrap();
     let out = dir.path().join("out.ndjson");
-    let o = run(&[
-        "fleet",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let o = fleet(&input, &["--output", out.to_str().unwrap()]);
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -657,15 +653,15 @@ fn a_progress_bar_on_a_terminal_only() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "pipe1@contoso.com\npipe2@contoso.com\n").unwrap();
-    let o = run(&[
-        "fleet",
-        "--input",
-        input.to_str().unwrap(),
-        "--ews-url",
-        &s.url("healthy", 0),
-        "--output",
-        dir.path().join("o.ndjson").to_str().unwrap(),
-    ]);
+    let o = fleet(
+        &input,
+        &[
+            "--ews-url",
+            &s.url("healthy", 0),
+            "--output",
+            dir.path().join("o.ndjson").to_str().unwrap(),
+        ],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !err.contains("/2 mailboxes") && err.contains("fleet: 2 reports"),
