@@ -129,12 +129,12 @@ impl World {
     async fn realm_with(&self, fixture: &str, ct: &str) {
         Mock::given(method("GET"))
             .and(path("/getuserrealm.srf"))
-            .respond_with(json(fixture))
+            .respond_with(autodiscover_json(fixture))
             .mount(&self.realm)
             .await;
         Mock::given(method("POST"))
             .and(path("/common/GetCredentialType"))
-            .respond_with(json(ct))
+            .respond_with(autodiscover_json(ct))
             .mount(&self.realm)
             .await;
     }
@@ -226,25 +226,6 @@ impl World {
     }
 }
 
-/// A JSON fixture (leading `//` comment lines dropped) as an HTTP 200 answer.
-fn json(rel: &str) -> ResponseTemplate {
-    let text = fixture(&format!("autodiscover/{rel}"));
-    let body: String = text
-        .lines()
-        .filter(|l| !l.starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    ResponseTemplate::new(200).set_body_raw(body, "application/json; charset=utf-8")
-}
-
-/// An Autodiscover XML fixture as an HTTP 200 answer.
-fn adxml(rel: &str) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_raw(
-        fixture(&format!("autodiscover/{rel}")),
-        "text/xml; charset=utf-8",
-    )
-}
-
 fn redirect(to: &str) -> ResponseTemplate {
     ResponseTemplate::new(302).insert_header("location", to)
 }
@@ -267,7 +248,8 @@ fn autodiscover_failed(r: &Report) -> &ews_probe::diagnose::Diagnosis {
 async fn discover_finds_the_endpoint_by_pox_and_sends_no_credentials() {
     let w = World::new().await;
     w.realm("realm_unknown.json").await;
-    w.pox("contoso.example", adxml("pox_settings.xml")).await;
+    w.pox("contoso.example", autodiscover_xml("pox_settings.xml"))
+        .await;
     let r = w.discover("j.smith@contoso.example", &[]).await;
     assert_eq!(
         r.endpoint.as_deref(),
@@ -359,7 +341,7 @@ async fn probe_without_ews_url_answers_a_challenge_on_a_trusted_host_then_runs_t
     Mock::given(method("POST"))
         .and(path("/autodiscover/autodiscover.xml"))
         .and(wiremock::matchers::header_exists("authorization"))
-        .respond_with(adxml("pox_settings.xml"))
+        .respond_with(autodiscover_xml("pox_settings.xml"))
         .with_priority(1)
         .mount(w.host("contoso.example"))
         .await;
@@ -421,7 +403,8 @@ async fn redirect_to_a_foreign_host_is_refused_and_nothing_reaches_it() {
         redirect("https://evil.example/autodiscover/autodiscover.xml"),
     )
     .await;
-    w.pox("evil.example", adxml("pox_settings.xml")).await;
+    w.pox("evil.example", autodiscover_xml("pox_settings.xml"))
+        .await;
     let r = w.probe_basic("j.smith@contoso.example", &[]).await;
     assert_eq!(r.endpoint, None);
     let d = autodiscover_failed(&r);
@@ -446,7 +429,8 @@ async fn trust_host_allows_the_named_host_only() {
         redirect("https://evil.example/autodiscover/autodiscover.xml"),
     )
     .await;
-    w.pox("evil.example", adxml("pox_settings.xml")).await;
+    w.pox("evil.example", autodiscover_xml("pox_settings.xml"))
+        .await;
     let r = w
         .discover("j.smith@contoso.example", &["--trust-host", "evil.example"])
         .await;
@@ -471,7 +455,7 @@ async fn redirect_to_plain_http_is_refused() {
     w.realm("realm_unknown.json").await;
     w.pox(
         "contoso.example",
-        adxml("pox_redirect_url.xml").set_body_raw(
+        autodiscover_xml("pox_redirect_url.xml").set_body_raw(
             fixture("autodiscover/pox_redirect_url.xml").replace(
                 "https://autodiscover.eu.contoso.example",
                 "http://autodiscover.contoso.example",
@@ -502,7 +486,8 @@ async fn autodiscover_dot_public_suffix_is_never_trusted_even_with_trust_host() 
         redirect("https://autodiscover.com/autodiscover/autodiscover.xml"),
     )
     .await;
-    w.pox("autodiscover.com", adxml("pox_settings.xml")).await;
+    w.pox("autodiscover.com", autodiscover_xml("pox_settings.xml"))
+        .await;
     let r = w
         .probe_basic(
             "j.smith@contoso.example",
@@ -591,16 +576,20 @@ async fn pox_redirect_of_the_address_to_another_domain_reaches_no_host_there() {
     w.realm("realm_unknown.json").await;
     w.pox(
         "contoso.example",
-        adxml("pox_redirect_addr.xml").set_body_raw(
+        autodiscover_xml("pox_redirect_addr.xml").set_body_raw(
             fixture("autodiscover/pox_redirect_addr.xml")
                 .replace("user@subdomain.contoso.example", "victim@fabrikam.example"),
             "text/xml",
         ),
     )
     .await;
-    w.pox("fabrikam.example", adxml("pox_settings.xml")).await;
-    w.pox("autodiscover.fabrikam.example", adxml("pox_settings.xml"))
+    w.pox("fabrikam.example", autodiscover_xml("pox_settings.xml"))
         .await;
+    w.pox(
+        "autodiscover.fabrikam.example",
+        autodiscover_xml("pox_settings.xml"),
+    )
+    .await;
     let r = w.probe_basic("j.smith@contoso.example", &[]).await;
     assert_eq!(r.endpoint, None, "{:#?}", r.steps);
     let d = autodiscover_failed(&r);
@@ -630,7 +619,7 @@ async fn v2_json_answer_wins_first() {
         .and(path(
             "/autodiscover/autodiscover.json/v1.0/adele@contoso.example",
         ))
-        .respond_with(json("v2_exo.json"))
+        .respond_with(autodiscover_json("v2_exo.json"))
         .mount(w.host("outlook.office365.com"))
         .await;
     let r = w.discover("adele@contoso.example", &[]).await;
@@ -659,7 +648,7 @@ async fn the_plain_http_redirect_probe_leads_to_pox() {
         ))
         .mount(&w.plain)
         .await;
-    w.pox("mail.contoso.example", adxml("pox_settings.xml"))
+    w.pox("mail.contoso.example", autodiscover_xml("pox_settings.xml"))
         .await;
     let r = w.discover("j.smith@contoso.example", &[]).await;
     assert_eq!(
@@ -728,7 +717,7 @@ async fn a_consumer_address_is_identified_before_any_ews_request() {
         .and(path(
             "/autodiscover/autodiscover.json/v1.0/jamie@outlook.com",
         ))
-        .respond_with(json("v2_exo.json"))
+        .respond_with(autodiscover_json("v2_exo.json"))
         .mount(w.host("outlook.office365.com"))
         .await;
     on(
@@ -775,7 +764,8 @@ async fn a_consumer_address_is_identified_before_any_ews_request() {
 async fn unknown_ca_fails_tls_without_ca_file() {
     let w = World::new().await;
     w.realm("realm_unknown.json").await;
-    w.pox("contoso.example", adxml("pox_settings.xml")).await;
+    w.pox("contoso.example", autodiscover_xml("pox_settings.xml"))
+        .await;
     // The same routes without --ca-file: the test CA is unknown.
     let args: Vec<String> = w.args.iter().skip(2).cloned().collect();
     let mut argv = vec!["ews-probe", "discover", "j.smith@contoso.example"];
@@ -820,7 +810,8 @@ async fn unknown_ca_fails_tls_without_ca_file() {
 async fn tls_case(kind: Cert) -> Report {
     let w = World::with_certs(&[("contoso.example", kind)]).await;
     w.realm("realm_unknown.json").await;
-    w.pox("contoso.example", adxml("pox_settings.xml")).await;
+    w.pox("contoso.example", autodiscover_xml("pox_settings.xml"))
+        .await;
     let r = w.discover("j.smith@contoso.example", &[]).await;
     assert_eq!(
         w.count("contoso.example").await,
@@ -866,7 +857,7 @@ async fn soap_get_user_settings_is_tried_after_pox() {
             "soapaction",
             "http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettings",
         ))
-        .respond_with(adxml("soap_settings.xml"))
+        .respond_with(autodiscover_xml("soap_settings.xml"))
         .mount(w.host("autodiscover.contoso.example"))
         .await;
     let r = w.discover("j.smith@contoso.example", &[]).await;
@@ -901,7 +892,7 @@ async fn a_recorded_discovery_replays_to_the_same_report_without_the_secret() {
     Mock::given(method("POST"))
         .and(path("/autodiscover/autodiscover.xml"))
         .and(wiremock::matchers::header_exists("authorization"))
-        .respond_with(adxml("pox_settings.xml"))
+        .respond_with(autodiscover_xml("pox_settings.xml"))
         .with_priority(1)
         .mount(w.host("autodiscover.contoso.example"))
         .await;
@@ -956,7 +947,8 @@ async fn a_recorded_discovery_replays_to_the_same_report_without_the_secret() {
 async fn srv_record_pointing_elsewhere_is_refused() {
     let w = World::new().await;
     w.realm("realm_unknown.json").await;
-    w.pox("evil.example", adxml("pox_settings.xml")).await;
+    w.pox("evil.example", autodiscover_xml("pox_settings.xml"))
+        .await;
     w.srv.0.lock().unwrap().insert(
         "_autodiscover._tcp.contoso.example".into(),
         vec![SrvRecord {
@@ -986,7 +978,7 @@ async fn srv_record_pointing_elsewhere_is_refused() {
 async fn srv_record_in_the_domain_leads_to_pox() {
     let w = World::new().await;
     w.realm("realm_unknown.json").await;
-    w.pox("mail.contoso.example", adxml("pox_settings.xml"))
+    w.pox("mail.contoso.example", autodiscover_xml("pox_settings.xml"))
         .await;
     w.srv.0.lock().unwrap().insert(
         "_autodiscover._tcp.contoso.example".into(),
@@ -1027,8 +1019,11 @@ async fn srv_record_in_the_domain_leads_to_pox() {
 async fn the_discover_command_prints_the_step_tree_and_the_endpoint() {
     let w = World::new().await;
     w.realm("realm_managed.json").await;
-    w.pox("autodiscover.contoso.example", adxml("pox_settings.xml"))
-        .await;
+    w.pox(
+        "autodiscover.contoso.example",
+        autodiscover_xml("pox_settings.xml"),
+    )
+    .await;
     // Realm discovery by name, pinned to the loopback server with curl-style --resolve.
     let port = w.realm.address().port();
     let mut args = vec!["discover".to_string(), "adele@contoso.example".to_string()];
@@ -1172,7 +1167,8 @@ async fn a_proxy_407_is_reported_as_such() {
 async fn https_proxy_and_no_proxy_variables_are_honoured() {
     let w = World::new().await;
     w.realm("realm_unknown.json").await;
-    w.pox("contoso.example", adxml("pox_settings.xml")).await;
+    w.pox("contoso.example", autodiscover_xml("pox_settings.xml"))
+        .await;
     let (proxy, seen) = proxy_407().await;
     let run = |no_proxy: &'static str| {
         let mut args = vec![
@@ -1226,7 +1222,7 @@ async fn a_personal_account_on_a_custom_domain_is_identified_by_realm_discovery(
         .and(path(
             "/autodiscover/autodiscover.json/v1.0/jamie@fabrikam.example",
         ))
-        .respond_with(json("v2_exo.json"))
+        .respond_with(autodiscover_json("v2_exo.json"))
         .mount(w.host("outlook.office365.com"))
         .await;
     on(
@@ -1395,7 +1391,8 @@ async fn credentials_never_follow_a_redirect() {
         redirect("https://evil.example/autodiscover/autodiscover.xml"),
     )
     .await;
-    w.pox("evil.example", adxml("pox_settings.xml")).await;
+    w.pox("evil.example", autodiscover_xml("pox_settings.xml"))
+        .await;
     let r = w.probe_basic("j.smith@contoso.example", &[]).await;
     assert_eq!(r.endpoint, None);
     let first = &w

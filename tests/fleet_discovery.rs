@@ -20,17 +20,6 @@ use std::process::{Command, Stdio};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-/// A JSON fixture (leading `//` comment lines dropped) as an HTTP 200 answer.
-fn json(rel: &str) -> ResponseTemplate {
-    let text = common::fixture(&format!("autodiscover/{rel}"));
-    let body: String = text
-        .lines()
-        .filter(|l| !l.starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    ResponseTemplate::new(200).set_body_raw(body, "application/json; charset=utf-8")
-}
-
 fn step_ids(r: &Value) -> Vec<String> {
     r["steps"]
         .as_array()
@@ -102,10 +91,7 @@ async fn world(exo_delay_ms: u64, exo_busy: usize) -> World {
     let (ad_fab_port, ad_fab) = tls_host(&ca, "autodiscover.fabrikam.invalid", Cert::Good).await;
     Mock::given(method("POST"))
         .and(path("/autodiscover/autodiscover.xml"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(
-            common::fixture("autodiscover/pox_settings_fabrikam.xml"),
-            "text/xml; charset=utf-8",
-        ))
+        .respond_with(common::autodiscover_xml("pox_settings_fabrikam.xml"))
         .mount(&ad_fab)
         .await;
     let (broken_port, broken) = tls_host(&ca, "broken.invalid", Cert::Good).await;
@@ -125,7 +111,7 @@ async fn world(exo_delay_ms: u64, exo_busy: usize) -> World {
         .and(path_regex(
             r"^/autodiscover/autodiscover\.json/v1\.0/[^/]+@(contoso|northwind)\.invalid$",
         ))
-        .respond_with(json("v2_exo.json"))
+        .respond_with(common::autodiscover_json("v2_exo.json"))
         .mount(&v2)
         .await;
     // Realm discovery: contoso and northwind are managed Entra ID domains, the others are unknown there.
@@ -137,18 +123,18 @@ async fn world(exo_delay_ms: u64, exo_busy: usize) -> World {
     Mock::given(method("GET"))
         .and(path("/getuserrealm.srf"))
         .and(is_exo)
-        .respond_with(json("realm_managed.json"))
+        .respond_with(common::autodiscover_json("realm_managed.json"))
         .with_priority(1)
         .mount(&realm)
         .await;
     Mock::given(method("GET"))
         .and(path("/getuserrealm.srf"))
-        .respond_with(json("realm_unknown.json"))
+        .respond_with(common::autodiscover_json("realm_unknown.json"))
         .mount(&realm)
         .await;
     Mock::given(method("POST"))
         .and(path("/common/GetCredentialType"))
-        .respond_with(json("credential_type_work.json"))
+        .respond_with(common::autodiscover_json("credential_type_work.json"))
         .mount(&realm)
         .await;
 
@@ -530,10 +516,7 @@ async fn trust_host_applies_to_every_mailbox_of_the_fleet() {
     let w = world(0, 0).await;
     Mock::given(method("POST"))
         .and(path("/autodiscover/autodiscover.xml"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(
-            common::fixture("autodiscover/pox_settings_fabrikam.xml"),
-            "text/xml; charset=utf-8",
-        ))
+        .respond_with(common::autodiscover_xml("pox_settings_fabrikam.xml"))
         .mount(&w.evil)
         .await;
     let csv = "mailbox\nb1@broken.invalid\nb2@broken.invalid\nb3@broken.invalid\n";

@@ -27,6 +27,25 @@ pub fn xml(rel: &str) -> ResponseTemplate {
         .set_body_string(fixture(&format!("ews/{rel}")))
 }
 
+/// An Autodiscover JSON fixture (its leading `//` comment lines dropped) as an HTTP 200 answer.
+pub fn autodiscover_json(rel: &str) -> ResponseTemplate {
+    let text = fixture(&format!("autodiscover/{rel}"));
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    ResponseTemplate::new(200).set_body_raw(body, "application/json; charset=utf-8")
+}
+
+/// An Autodiscover XML fixture as an HTTP 200 answer.
+pub fn autodiscover_xml(rel: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_raw(
+        fixture(&format!("autodiscover/{rel}")),
+        "text/xml; charset=utf-8",
+    )
+}
+
 /// A SOAP fault fixture as the HTTP 500 Exchange sends it with.
 pub fn fault(rel: &str) -> ResponseTemplate {
     ResponseTemplate::new(500)
