@@ -544,3 +544,119 @@ async fn trust_host_applies_to_every_mailbox_of_the_fleet() {
     assert_eq!(w.evil.received_requests().await.unwrap().len(), 3);
     assert_eq!(seen(&w.fab).len(), 3);
 }
+
+/// Ctrl-C while mailboxes wait for their discovered endpoint: with `--per-endpoint 1` and a
+/// slow Exchange Online, one contoso mailbox runs its checks there and the others, already
+/// discovered, wait in the trade for its permit. The stop lets the running one finish and
+/// write its line; the waiting ones are not started (no line), and `--resume` probes exactly
+/// them.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_while_waiting_for_a_discovered_endpoint_leaves_those_to_resume() {
+    use std::sync::atomic::Ordering;
+    let w = world(1500, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    let all: BTreeSet<String> = (0..6).map(|i| format!("c{i}@contoso.invalid")).collect();
+    let csv = format!(
+        "mailbox\n{}\n",
+        all.iter().cloned().collect::<Vec<_>>().join("\n")
+    );
+    std::fs::write(&input, csv).unwrap();
+    let out = dir.path().join("out.ndjson");
+    let mut args: Vec<String> = [
+        "fleet",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--no-progress",
+        "--concurrency",
+        "6",
+        "--per-endpoint",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(w.args.iter().cloned());
+    let child = Command::new(env!("CARGO_BIN_EXE_ews-probe"))
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first mailbox is at Exchange Online (its checks take 2 x 1.5 s); the others have
+    // had time to be discovered and queue for the endpoint.
+    let t = std::time::Instant::now();
+    while w.exo.stats.requests.load(Ordering::SeqCst) == 0 {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "no request reached EXO"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // SAFETY: signals the child we spawned and still own (not yet waited for).
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("5 not started (interrupted"), "{stderr}");
+    let read = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["mailbox"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let first = read(&out);
+    assert_eq!(
+        first.len(),
+        1,
+        "only the mailbox in flight is written: {first:?}"
+    );
+
+    w.exo.delay_ms.store(0, Ordering::SeqCst);
+    args.push("--resume".into());
+    let o = run(args).await;
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let got = read(&out);
+    assert_eq!(got.len(), all.len(), "{got:?}");
+    assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), all);
+}
+
+/// The wait for a busy discovered endpoint is admission, not probe time: with
+/// `--per-endpoint 1`, each contoso mailbox's checks take ~1.2 s at Exchange Online and the
+/// last of four waits ~3.6 s for its turn, longer than `--timeout 3`; every one is still
+/// checked in full (none times out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_discovered_endpoint_does_not_count_against_the_timeout() {
+    let w = world(600, 0).await;
+    let csv =
+        "mailbox\nt1@contoso.invalid\nt2@contoso.invalid\nt3@contoso.invalid\nt4@contoso.invalid\n";
+    // The world's flags with its --timeout 10 replaced.
+    let mut base = w.args.clone();
+    let at = base.iter().position(|a| a == "--timeout").unwrap();
+    base[at + 1] = "3".into();
+    let (code, reports, stderr) =
+        fleet(&base, csv, &["--concurrency", "4", "--per-endpoint", "1"]).await;
+    assert_eq!(reports.len(), 4, "{stderr}");
+    for r in &reports {
+        assert_eq!(r["status"], "ok", "{}: {}", r["mailbox"], r["diagnoses"]);
+    }
+    assert_eq!(code, Some(0), "{stderr}");
+}

@@ -185,13 +185,17 @@ async fn probe_one(
         // Checks run under the discovered endpoint's cap and pause, not the domain's.
         let found_ep = limits.endpoint(&scheduler::endpoint_key(Some(url)));
         if let Some(held) = _slot.take() {
-            // Waiting for a full or paused endpoint ends on a stop, as admission does: the
-            // mailbox is then not started (no line; `--resume` probes it again).
+            // Waiting for a full or paused endpoint is admission, not probe time: the
+            // deadline (--timeout) gets back what it had left before the wait.
+            let left = transport.remaining();
+            // The wait ends on a stop, as admission does: the mailbox is then not started
+            // (no line; `--resume` probes it again).
             _slot = tokio::select! {
                 s = limits.trade(held, &found_ep) => s,
                 _ = until_stopped(&mut stopped) => None,
             };
             _slot.as_ref()?;
+            transport.set_remaining(left);
         }
         *current.lock().unwrap_or_else(|p| p.into_inner()) = found_ep.clone();
         ep = found_ep;
