@@ -640,21 +640,23 @@ async fn ctrl_c_while_waiting_for_a_discovered_endpoint_leaves_those_to_resume()
 }
 
 /// The wait for a busy discovered endpoint is admission, not probe time: with
-/// `--per-endpoint 1`, each contoso mailbox's checks take ~1.2 s at Exchange Online and the
-/// last of four waits ~3.6 s for its turn, longer than `--timeout 3`; every one is still
-/// checked in full (none times out).
+/// `--per-endpoint 1`, each contoso mailbox's checks take ~1 s at Exchange Online (two rounds
+/// of 0.5 s) and the last of five waits ~4 s for its turn, longer than `--timeout 3`; every
+/// one is still checked in full (none times out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_for_a_discovered_endpoint_does_not_count_against_the_timeout() {
-    let w = world(600, 0).await;
-    let csv =
-        "mailbox\nt1@contoso.invalid\nt2@contoso.invalid\nt3@contoso.invalid\nt4@contoso.invalid\n";
+    let w = world(500, 0).await;
+    let csv: String = std::iter::once("mailbox".to_string())
+        .chain((1..=5).map(|i| format!("t{i}@contoso.invalid")))
+        .map(|l| l + "\n")
+        .collect();
     // The world's flags with its --timeout 10 replaced.
     let mut base = w.args.clone();
     let at = base.iter().position(|a| a == "--timeout").unwrap();
     base[at + 1] = "3".into();
     let (code, reports, stderr) =
-        fleet(&base, csv, &["--concurrency", "4", "--per-endpoint", "1"]).await;
-    assert_eq!(reports.len(), 4, "{stderr}");
+        fleet(&base, &csv, &["--concurrency", "5", "--per-endpoint", "1"]).await;
+    assert_eq!(reports.len(), 5, "{stderr}");
     for r in &reports {
         assert_eq!(r["status"], "ok", "{}: {}", r["mailbox"], r["diagnoses"]);
     }
