@@ -157,6 +157,20 @@ fn header(name: &str, value: &str) -> Header {
 }
 
 /// A transport error without reqwest's `for url (…)` part: the URL is already in the step.
+/// A realm-discovery answer: `parse`d when HTTP 200, else why not, as (the error kept in the
+/// discovery facts, the step's note: the parse error itself; nothing for a status or a
+/// transport failure, which the step shows already).
+fn judge<T>(
+    out: &Result<HttpResponse, TransportError>,
+    parse: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<T, (String, String)> {
+    match out {
+        Ok(r) if r.status == 200 => parse(&r.body).map_err(|e| (e.clone(), e)),
+        Ok(r) => Err((format!("HTTP {}", r.status), String::new())),
+        Err(e) => Err((tidy(e), String::new())),
+    }
+}
+
 fn tidy(e: &TransportError) -> String {
     let mut m = e.to_string();
     while let Some(i) = m.find(" for url (") {
@@ -445,25 +459,15 @@ impl<'a> Walk<'a> {
                 None,
             )
             .await;
-        let (pass, note) = match &out {
-            Ok(r) if r.status == 200 => match answer::parse_realm(&r.body) {
-                Ok(realm) => {
-                    let note = format!("NameSpaceType {:?}", realm.namespace);
-                    self.d.realm = Some(realm);
-                    (true, note)
-                }
-                Err(e) => {
-                    self.d.realm_error = Some(e.clone());
-                    (false, e)
-                }
-            },
-            Ok(r) => {
-                self.d.realm_error = Some(format!("HTTP {}", r.status));
-                (false, String::new())
+        let (pass, note) = match judge(&out, answer::parse_realm) {
+            Ok(realm) => {
+                let note = format!("NameSpaceType {:?}", realm.namespace);
+                self.d.realm = Some(realm);
+                (true, note)
             }
-            Err(e) => {
-                self.d.realm_error = Some(tidy(e));
-                (false, String::new())
+            Err((error, note)) => {
+                self.d.realm_error = Some(error);
+                (false, note)
             }
         };
         self.record(id, line, &out, pass, &note);
@@ -486,24 +490,14 @@ impl<'a> Walk<'a> {
                 Some(answer::credential_type_request(self.cfg.mailbox.address())),
             )
             .await;
-        let (pass, note) = match &out {
-            Ok(r) if r.status == 200 => match answer::parse_credential_type(&r.body) {
-                Ok(n) => {
-                    self.d.credential_type = Some(n);
-                    (true, format!("IfExistsResult {n}"))
-                }
-                Err(e) => {
-                    self.d.credential_type_error = Some(e.clone());
-                    (false, e)
-                }
-            },
-            Ok(r) => {
-                self.d.credential_type_error = Some(format!("HTTP {}", r.status));
-                (false, String::new())
+        let (pass, note) = match judge(&out, answer::parse_credential_type) {
+            Ok(n) => {
+                self.d.credential_type = Some(n);
+                (true, format!("IfExistsResult {n}"))
             }
-            Err(e) => {
-                self.d.credential_type_error = Some(tidy(e));
-                (false, String::new())
+            Err((error, note)) => {
+                self.d.credential_type_error = Some(error);
+                (false, note)
             }
         };
         self.record(id, line, &out, pass, &note);
