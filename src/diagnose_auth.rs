@@ -188,6 +188,49 @@ fn token_error_cause(e: &TokenError, mode: AuthMode) -> (Code, String, String) {
     )
 }
 
+/// Why the identity platform refused a cached refresh token, in plain language, with the
+/// fields support needs (OA-7). The refresh-specific codes first (entra-docs
+/// `reference-error-codes.md`), then the sign-in causes above: an MFA or consent requirement
+/// is named, not hidden behind "the refresh failed".
+pub fn refresh_refusal(e: &TokenError, mode: AuthMode) -> String {
+    let has = |c: u32| e.error_codes.contains(&c);
+    let aad = e
+        .error_codes
+        .first()
+        .map(|c| format!(" AADSTS{c}"))
+        .unwrap_or_default();
+    let why = if has(70008) || has(700082) {
+        format!("it expired, unused for too long ({}{aad})", e.error)
+    } else if has(700084) {
+        format!(
+            "it was issued with a fixed 24-hour lifetime that has passed ({}{aad})",
+            e.error
+        )
+    } else if has(50173) || has(50133) || has(50132) {
+        format!(
+            "it was revoked: the password was changed or reset, or an admin or the user revoked the sessions ({}{aad})",
+            e.error
+        )
+    } else if has(70043) || has(70044) {
+        format!(
+            "a Conditional Access sign-in frequency policy requires signing in again ({}{aad})",
+            e.error
+        )
+    } else {
+        format!("{} ({}{aad})", token_error_cause(e, mode).1, e.error)
+    };
+    let mut line = why;
+    for (k, v) in [
+        ("trace_id", &e.trace_id),
+        ("correlation_id", &e.correlation_id),
+    ] {
+        if let Some(v) = v {
+            line.push_str(&format!("; {k} {v}"));
+        }
+    }
+    line
+}
+
 fn scheme_of(mode: AuthMode) -> &'static [&'static str] {
     match mode {
         AuthMode::Basic => &["Basic"],
@@ -214,7 +257,21 @@ pub fn suggest(c: &Challenge) -> Option<&'static str> {
 /// Every authentication cause in the evidence.
 pub fn causes(ev: &Evidence) -> Vec<AuthCause> {
     let mut out = Vec::new();
-    for s in ev.steps.iter().filter(|s| s.kind == StepKind::Auth) {
+    for (i, s) in ev.steps.iter().enumerate() {
+        if s.kind != StepKind::Auth {
+            continue;
+        }
+        // A refused refresh token is followed by a new sign-in, whose steps decide; the
+        // refresh step only says why it was not usable.
+        if s.id == crate::auth::oauth::REFRESH_ID
+            && ev.steps[i + 1..].iter().any(|x| {
+                x.kind == StepKind::Auth
+                    && x.id != crate::auth::challenge::ID
+                    && x.id != crate::auth::oauth::REFRESH_ID
+            })
+        {
+            continue;
+        }
         match &s.auth {
             Some(AuthFacts::Challenge(c)) => {
                 let want = scheme_of(ev.auth);
