@@ -473,6 +473,63 @@ mod tests {
         }
     }
 
+    fn refusal(error: &str, code: u32) -> TokenError {
+        TokenError {
+            error: error.into(),
+            error_codes: vec![code],
+            description: None,
+            trace_id: Some("trace-1".into()),
+            correlation_id: Some("corr-1".into()),
+            timestamp: None,
+        }
+    }
+
+    #[test]
+    fn refresh_refusals_say_why_in_plain_language() {
+        for (error, code, needle) in [
+            ("invalid_grant", 70008, "expired, unused for too long"),
+            ("invalid_grant", 700082, "expired, unused for too long"),
+            ("invalid_grant", 50173, "revoked"),
+            ("invalid_grant", 70044, "sign-in frequency"),
+            ("invalid_grant", 50076, "multi-factor authentication"),
+            ("interaction_required", 50079, "multi-factor authentication"),
+            ("invalid_grant", 65001, "lacks consent"),
+            ("invalid_grant", 90014, "refused the request"),
+        ] {
+            let why = refresh_refusal(&refusal(error, code), AuthMode::DeviceCode);
+            assert!(why.contains(needle), "{code}: {why}");
+            assert!(why.contains(&format!("AADSTS{code}")), "{why}");
+            assert!(
+                why.contains("trace_id trace-1") && why.contains("correlation_id corr-1"),
+                "{why}"
+            );
+        }
+    }
+
+    /// A refused refresh step is not the run's verdict when a sign-in followed it; alone (the
+    /// refreshed token's claims were unusable) it is judged like any token step.
+    #[test]
+    fn a_refused_refresh_followed_by_a_sign_in_is_not_a_cause() {
+        let mut refresh = token_fail("invalid_grant", 50076);
+        refresh.id = crate::auth::oauth::REFRESH_ID.into();
+        let mut signed_in = auth_step(
+            "auth.token",
+            Outcome::Pass,
+            AuthFacts::Token {
+                flow: Flow::DeviceCode,
+                error: None,
+                claims: None,
+                received_unix: 0,
+                polls: 1,
+            },
+        );
+        signed_in.detail = "HTTP 200 OK".into();
+        let v = run(AuthMode::DeviceCode, vec![refresh.clone(), signed_in]);
+        assert!(v.diagnoses.is_empty(), "{:?}", v.diagnoses);
+        let alone = run(AuthMode::DeviceCode, vec![refresh]);
+        assert_eq!(alone.diagnoses[0].code, Code::MfaRequired);
+    }
+
     #[test]
     fn claims_are_judged() {
         let ok = Claims {
