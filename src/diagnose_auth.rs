@@ -197,29 +197,23 @@ pub fn refresh_refusal(e: &TokenError, mode: AuthMode) -> String {
     let aad = e
         .error_codes
         .first()
-        .map(|c| format!(" AADSTS{c}"))
-        .unwrap_or_default();
-    let why = if has(70008) || has(700082) {
-        format!("it expired, unused for too long ({}{aad})", e.error)
+        .map(|c| format!("AADSTS{c}"))
+        .unwrap_or_else(|| e.error.clone());
+    let mut line = if has(70008) || has(700082) {
+        format!("it expired, unused for too long ({aad})")
     } else if has(700084) {
-        format!(
-            "it was issued with a fixed 24-hour lifetime that has passed ({}{aad})",
-            e.error
-        )
+        format!("it was issued with a fixed 24-hour lifetime that has passed ({aad})")
     } else if has(50173) || has(50133) || has(50132) {
         format!(
-            "it was revoked: the password was changed or reset, or an admin or the user revoked the sessions ({}{aad})",
-            e.error
+            "it was revoked: the password was changed or reset, or an admin or the user revoked the sessions ({aad})"
         )
     } else if has(70043) || has(70044) {
-        format!(
-            "a Conditional Access sign-in frequency policy requires signing in again ({}{aad})",
-            e.error
-        )
+        format!("a Conditional Access sign-in frequency policy requires signing in again ({aad})")
     } else {
-        format!("{} ({}{aad})", token_error_cause(e, mode).1, e.error)
+        // The sign-in causes (MFA, consent, unknown app …) already name the code.
+        token_error_cause(e, mode).1
     };
-    let mut line = why;
+    line.push_str(&format!("; error {}", e.error));
     for (k, v) in [
         ("trace_id", &e.trace_id),
         ("correlation_id", &e.correlation_id),
