@@ -515,3 +515,46 @@ async fn logout_and_no_token_cache_cover_the_refresh_token() {
         "nothing left to redeem"
     );
 }
+
+/// The refreshed access token is judged like a signed-in one: a wrong audience is diagnosed
+/// before any EWS request, and no device code sign-in follows (it would get the same token).
+#[tokio::test(flavor = "multi_thread")]
+async fn refreshed_token_claims_are_judged_before_any_ews_request() {
+    let cache = tempfile::tempdir().unwrap();
+    let short = user_token("first", now() + 60);
+    let s = server(vec![token_ok(&short, Some(RT1))]).await;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let graph = format!(
+        "{}.{}.c2ln",
+        b64.encode(r#"{"typ":"JWT","alg":"RS256"}"#),
+        b64.encode(
+            serde_json::json!({"aud": "https://graph.microsoft.com", "scp": "Mail.Read",
+                "exp": now() + 3600})
+            .to_string()
+        )
+    );
+    on_refresh(&s, token_ok(&graph, Some(RT2))).await;
+    signed_in_once(&s, cache.path()).await;
+    let ews_before = s
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/EWS/Exchange.asmx")
+        .count();
+
+    let second = run(&s, cache.path(), &[]).await;
+    assert_eq!(second.code, Some(2));
+    assert_eq!(second.ids(), ["auth.challenge", "auth.refresh"]);
+    assert_eq!(second.codes(), ["token_wrong_audience"]);
+    assert_eq!(device_code_requests(&s).await, 1);
+    let ews_after = s
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/EWS/Exchange.asmx")
+        .count();
+    assert_eq!(ews_after, ews_before, "no EWS request with that token");
+    assert!(!cache_text(cache.path()).contains(&graph), "not cached");
+}
