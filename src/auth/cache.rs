@@ -113,7 +113,24 @@ impl TokenCache {
     }
 
     fn read_map<T: for<'de> Deserialize<'de> + Default>(&self, name: &str) -> T {
-        std::fs::read(self.dir.join(name))
+        let path = self.dir.join(name);
+        #[cfg(unix)]
+        {
+            // A token file others can read is not trusted, nor used (research/security.md
+            // §3.5): its tokens may have been copied. The next write replaces it with a 0600 one.
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(m) = std::fs::metadata(&path)
+                && m.permissions().mode() & 0o077 != 0
+                && name == TOKENS
+            {
+                tracing::warn!(
+                    "{} is readable by other users: its tokens are not used",
+                    path.display()
+                );
+                return T::default();
+            }
+        }
+        std::fs::read(path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
@@ -188,8 +205,14 @@ impl TokenCache {
         };
         let json = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
         if self.keyring {
-            let stored = keyring_core::Entry::new(SERVICE, key).and_then(|e| e.set_password(&json));
-            if stored.is_ok() {
+            let entry = keyring_core::Entry::new(SERVICE, key);
+            let stored = entry.as_ref().is_ok_and(|e| e.set_password(&json).is_ok());
+            if !stored && let Ok(e) = &entry {
+                // Too large for this store (Windows caps a credential at 2560 bytes): the file
+                // below holds it, and no older keyring entry may shadow it.
+                let _ = e.delete_credential();
+            }
+            if stored {
                 let mut index: Vec<String> = self.read_map(INDEX);
                 if !index.iter().any(|k| k == key) {
                     index.push(key.to_string());
@@ -368,6 +391,31 @@ mod tests {
         let old = c.lookup(&k, 0);
         assert_eq!(old.access.unwrap().expose_secret(), "old");
         assert!(old.refresh.is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_token_file_others_can_read_is_not_used_and_is_replaced() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let c = TokenCache::in_dir(d.path());
+        let k = TokenCache::key("https://l.test", "t", "app", "device_code", "s");
+        c.put_with_refresh(
+            &k,
+            &SecretString::from("at"),
+            5000,
+            Some(&SecretString::from("rt")),
+        )
+        .unwrap();
+        assert!(c.lookup(&k, 0).refresh.is_some());
+        std::fs::set_permissions(c.file(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let got = c.lookup(&k, 0);
+        assert!(got.access.is_none() && got.refresh.is_none());
+        // The next write starts afresh with a private file.
+        c.put(&k, &SecretString::from("at-2"), 5000).unwrap();
+        let mode = std::fs::metadata(c.file()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(c.lookup(&k, 0).access.unwrap().expose_secret(), "at-2");
     }
 
     #[test]
