@@ -29,7 +29,7 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Built-in recorded scenarios; no mailbox, no network. Without SCENARIO: runs all as a self-check.
     Demo(DemoArgs),
-    /// Remove every cached OAuth token (OS keyring and the cache file).
+    /// Remove every cached OAuth token, refresh tokens included (OS keyring and the cache file).
     Logout,
     /// Probe many mailboxes (CSV or one address per line): NDJSON reports, a summary, the worst exit code.
     Fleet(Box<FleetArgs>),
@@ -127,7 +127,7 @@ pub struct ProbeArgs {
     /// /{tenant}/oauth2/v2.0/devicecode and /token.
     #[arg(long, value_name = "URL", env = "EWS_PROBE_LOGIN_AUTHORITY", default_value = crate::auth::oauth::DEFAULT_AUTHORITY)]
     pub login_authority: String,
-    /// Neither read nor write the OAuth token cache: fetch a fresh token.
+    /// Neither read nor write the OAuth token cache (access or refresh tokens): fetch a fresh token.
     #[arg(long)]
     pub no_token_cache: bool,
     /// Act for the mailbox with ExchangeImpersonation and X-AnchorMailbox.

@@ -16,7 +16,7 @@ use crate::ews::response::BodyError;
 use crate::probe::plan::{self, Feature};
 use crate::target::{AccountKind, Mailbox};
 use crate::transport::FailureKind;
-pub use auth_rules::{MSA_TENANT, claim_problem, suggest};
+pub use auth_rules::{MSA_TENANT, claim_problem, refresh_refusal, suggest};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -188,6 +188,43 @@ fn token_error_cause(e: &TokenError, mode: AuthMode) -> (Code, String, String) {
     )
 }
 
+/// Why the identity platform refused a cached refresh token, in plain language, with the
+/// fields support needs (OA-7). The refresh-specific codes first (entra-docs
+/// `reference-error-codes.md`), then the sign-in causes above: an MFA or consent requirement
+/// is named, not hidden behind "the refresh failed".
+pub fn refresh_refusal(e: &TokenError, mode: AuthMode) -> String {
+    let has = |c: u32| e.error_codes.contains(&c);
+    let aad = e
+        .error_codes
+        .first()
+        .map(|c| format!("AADSTS{c}"))
+        .unwrap_or_else(|| e.error.clone());
+    let mut line = if has(70008) || has(700082) {
+        format!("it expired, unused for too long ({aad})")
+    } else if has(700084) {
+        format!("it was issued with a fixed 24-hour lifetime that has passed ({aad})")
+    } else if has(50173) || has(50133) || has(50132) {
+        format!(
+            "it was revoked: the password was changed or reset, or an admin or the user revoked the sessions ({aad})"
+        )
+    } else if has(70043) || has(70044) {
+        format!("a Conditional Access sign-in frequency policy requires signing in again ({aad})")
+    } else {
+        // The sign-in causes (MFA, consent, unknown app …) already name the code.
+        token_error_cause(e, mode).1
+    };
+    line.push_str(&format!("; error {}", e.error));
+    for (k, v) in [
+        ("trace_id", &e.trace_id),
+        ("correlation_id", &e.correlation_id),
+    ] {
+        if let Some(v) = v {
+            line.push_str(&format!("; {k} {v}"));
+        }
+    }
+    line
+}
+
 fn scheme_of(mode: AuthMode) -> &'static [&'static str] {
     match mode {
         AuthMode::Basic => &["Basic"],
@@ -214,7 +251,21 @@ pub fn suggest(c: &Challenge) -> Option<&'static str> {
 /// Every authentication cause in the evidence.
 pub fn causes(ev: &Evidence) -> Vec<AuthCause> {
     let mut out = Vec::new();
-    for s in ev.steps.iter().filter(|s| s.kind == StepKind::Auth) {
+    for (i, s) in ev.steps.iter().enumerate() {
+        if s.kind != StepKind::Auth {
+            continue;
+        }
+        // A refused refresh token is followed by a new sign-in, whose steps decide; the
+        // refresh step only says why it was not usable.
+        if s.id == crate::auth::oauth::REFRESH_ID
+            && ev.steps[i + 1..].iter().any(|x| {
+                x.kind == StepKind::Auth
+                    && x.id != crate::auth::challenge::ID
+                    && x.id != crate::auth::oauth::REFRESH_ID
+            })
+        {
+            continue;
+        }
         match &s.auth {
             Some(AuthFacts::Challenge(c)) => {
                 let want = scheme_of(ev.auth);
@@ -414,6 +465,63 @@ mod tests {
                     .all(|f| f.status == super::super::FeatureStatus::Unavailable)
             );
         }
+    }
+
+    fn refusal(error: &str, code: u32) -> TokenError {
+        TokenError {
+            error: error.into(),
+            error_codes: vec![code],
+            description: None,
+            trace_id: Some("trace-1".into()),
+            correlation_id: Some("corr-1".into()),
+            timestamp: None,
+        }
+    }
+
+    #[test]
+    fn refresh_refusals_say_why_in_plain_language() {
+        for (error, code, needle) in [
+            ("invalid_grant", 70008, "expired, unused for too long"),
+            ("invalid_grant", 700082, "expired, unused for too long"),
+            ("invalid_grant", 50173, "revoked"),
+            ("invalid_grant", 70044, "sign-in frequency"),
+            ("invalid_grant", 50076, "multi-factor authentication"),
+            ("interaction_required", 50079, "multi-factor authentication"),
+            ("invalid_grant", 65001, "lacks consent"),
+            ("invalid_grant", 90014, "refused the request"),
+        ] {
+            let why = refresh_refusal(&refusal(error, code), AuthMode::DeviceCode);
+            assert!(why.contains(needle), "{code}: {why}");
+            assert!(why.contains(&format!("AADSTS{code}")), "{why}");
+            assert!(
+                why.contains("trace_id trace-1") && why.contains("correlation_id corr-1"),
+                "{why}"
+            );
+        }
+    }
+
+    /// A refused refresh step is not the run's verdict when a sign-in followed it; alone (the
+    /// refreshed token's claims were unusable) it is judged like any token step.
+    #[test]
+    fn a_refused_refresh_followed_by_a_sign_in_is_not_a_cause() {
+        let mut refresh = token_fail("invalid_grant", 50076);
+        refresh.id = crate::auth::oauth::REFRESH_ID.into();
+        let mut signed_in = auth_step(
+            "auth.token",
+            Outcome::Pass,
+            AuthFacts::Token {
+                flow: Flow::DeviceCode,
+                error: None,
+                claims: None,
+                received_unix: 0,
+                polls: 1,
+            },
+        );
+        signed_in.detail = "HTTP 200 OK".into();
+        let v = run(AuthMode::DeviceCode, vec![refresh.clone(), signed_in]);
+        assert!(v.diagnoses.is_empty(), "{:?}", v.diagnoses);
+        let alone = run(AuthMode::DeviceCode, vec![refresh]);
+        assert_eq!(alone.diagnoses[0].code, Code::MfaRequired);
     }
 
     #[test]

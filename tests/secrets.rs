@@ -2,6 +2,8 @@
 //! --record and a JSON report, against a server that echoes the credentials back in headers
 //! and body. Neither the secret nor its Basic base64 form may appear in stdout, stderr, the
 //! report or the bundle, and the bundle must still replay to the same diagnosis.
+//! The OAuth flows' secrets, refresh tokens included (cached, redeemed, rotated, refused with
+//! an echo), are held to the same rule.
 
 mod common;
 use base64::Engine;
@@ -360,4 +362,188 @@ async fn no_oauth_secret_in_any_output_and_the_bundle_replays() {
         };
         assert_eq!(ids(&live), ids(&again), "{mode}");
     }
+}
+
+const RT1: &str = "0.AXEA-first-refresh-token-leak-value";
+const RT2: &str = "0.AR-rotated+refresh/token=leak*value";
+const RT3: &str = "0.AXEA-third-refresh-token-leak-value";
+
+/// The identity platform refusing a refresh token and echoing it back (in the description and
+/// a header), so the value itself, not only the `refresh_token` field, must be masked.
+struct RefuseEchoingRefreshToken;
+impl Respond for RefuseEchoingRefreshToken {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let rt = url::form_urlencoded::parse(&req.body)
+            .find(|(k, _)| k == "refresh_token")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        ResponseTemplate::new(400)
+            .insert_header("x-echo-grant", rt.as_str())
+            .set_body_json(serde_json::json!({
+                "error": "invalid_grant",
+                "error_description": format!("AADSTS70008: The provided grant {rt} has expired due to inactivity."),
+                "error_codes": [70008],
+                "trace_id": "0b6e1d2c-aaaa-4bbb-8ccc-111122223333",
+                "correlation_id": "5d1e2f3a-dddd-4eee-9fff-444455556666"
+            }))
+    }
+}
+
+/// Refresh tokens (device code flow): received from a sign-in, read from the cache, sent in a
+/// refresh request, rotated, refused with an echo: none of them appears in -vv traces, the
+/// report, stdout, or a recorded bundle (a recorded run does not use the cache, so its bundle
+/// holds a sign-in's answer with a refresh token in it).
+#[tokio::test(flavor = "multi_thread")]
+async fn no_refresh_token_in_any_output() {
+    use wiremock::matchers::{body_string_contains, method, path_regex};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    // Access tokens that expire within the cache's margin: every run needs a new one.
+    let token = |tag: &str| {
+        format!(
+            "{}.{}.{}",
+            b64.encode(r#"{"typ":"JWT","alg":"RS256"}"#),
+            b64.encode(
+                serde_json::json!({"aud": "https://outlook.office365.com", "scp": "EWS.AccessAsUser.All",
+                    "exp": time::OffsetDateTime::now_utc().unix_timestamp() + 60})
+                .to_string()
+            ),
+            b64.encode(format!("sig-{tag}"))
+        )
+    };
+    let answer = |tag: &str, rt: &str| {
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "token_type": "Bearer", "expires_in": 60, "access_token": token(tag), "refresh_token": rt
+        }))
+    };
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("/devicecode$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "user_code": "ABCD1234", "device_code": DEVICE_CODE,
+            "verification_uri": "https://microsoft.com/devicelogin", "expires_in": 900, "interval": 0
+        })))
+        .mount(&server)
+        .await;
+    // Device code grant: RT1 the first time, RT3 after the refused refresh.
+    Mock::given(method("POST"))
+        .and(path_regex("/token$"))
+        .and(body_string_contains("device_code"))
+        .respond_with(answer("one", RT1))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex("/token$"))
+        .and(body_string_contains("device_code"))
+        .respond_with(answer("three", RT3))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    // Refresh grant: rotated to RT2 once, then refused with an echo.
+    Mock::given(method("POST"))
+        .and(path_regex("/token$"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .respond_with(answer("two", RT2))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex("/token$"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .respond_with(RefuseEchoingRefreshToken)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex("Exchange.asmx$"))
+        .respond_with(Echo)
+        .mount(&server)
+        .await;
+    let url = ews_url(&server);
+    let encoded = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let (e1, e2, e3) = (encoded(RT1), encoded(RT2), encoded(RT3));
+    let secrets = [RT1, RT2, RT3, &e1, &e2, &e3, DEVICE_CODE];
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let mut traces = Vec::new();
+    // 1: device code sign-in (RT1 cached); 2: refresh (RT1 sent, RT2 received and cached);
+    // 3: refresh refused with RT2 echoed, then a device code sign-in (RT3); 4: recorded.
+    for run in 1..=4 {
+        let report = dir.path().join(format!("report-{run}.json"));
+        let bundle = dir.path().join(format!("bundle-{run}"));
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "probe",
+            "svc@contoso.com",
+            "--ews-url",
+            &url,
+            "--auth",
+            "device-code",
+            "--client-id",
+            "app-1",
+            "--tenant",
+            "contoso.com",
+            "--login-authority",
+            &server.uri(),
+            "-vv",
+            "--format",
+            "json",
+        ])
+        .arg("--output")
+        .arg(&report)
+        .env("EWS_PROBE_CACHE_DIR", &cache)
+        .stdin(Stdio::null());
+        if run == 4 {
+            cmd.arg("--record").arg(&bundle);
+        }
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "run {run}: {stderr}");
+        let report_text = std::fs::read_to_string(&report).unwrap();
+        let bundle_text = if run == 4 {
+            all_text_under(&bundle)
+        } else {
+            String::new()
+        };
+        if run == 4 {
+            assert!(bundle_text.contains("refresh_token"), "answer recorded");
+        }
+        for (what, text) in [
+            ("stdout", &stdout),
+            ("stderr", &stderr),
+            ("report", &report_text),
+            ("bundle", &bundle_text),
+        ] {
+            assert_clean(&format!("run {run} {what}"), text, &secrets);
+        }
+        traces.push((stderr, report_text));
+    }
+    // The runs did what they were meant to: the refresh token went out and came back.
+    let forms: Vec<Vec<(String, String)>> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().ends_with("/token"))
+        .map(|r| url::form_urlencoded::parse(&r.body).into_owned().collect())
+        .collect();
+    let sent: Vec<&str> = forms
+        .iter()
+        .flatten()
+        .filter(|(k, _)| k == "refresh_token")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(sent, [RT1, RT2]);
+    assert!(
+        traces[1].0.contains("refresh_token=[redacted]"),
+        "{}",
+        traces[1].0
+    );
+    assert!(traces[2].1.contains("AADSTS70008"), "{}", traces[2].1);
+    assert!(traces[2].0.contains("x-echo-grant: "), "the echo is traced");
 }

@@ -10,6 +10,10 @@
 //! a recorded bundle replays the sign-in too. The token endpoint's raw answers are kept so
 //! the Microsoft error fields (`error_codes`, `trace_id`, `correlation_id`) reach the
 //! evidence, which `oauth2`'s standard error type would drop.
+//!
+//! The device code flow's refresh token is cached with its access token; when the access
+//! token has expired, the probe redeems the refresh token (`auth.refresh`) instead of a new
+//! sign-in, and falls back to the device code flow when the identity platform refuses it.
 
 use super::AuthMode;
 use super::facts::{AuthFacts, Claims, Flow, TokenError};
@@ -17,7 +21,7 @@ use super::jwt::CertCredential;
 use crate::evidence::{Failure, HttpFacts, Outcome, Step, StepKind};
 use crate::transport::{Header, HttpRequest, HttpResponse, Method, Transport, TransportError};
 use oauth2::{
-    AuthType, ClientId, ClientSecret, DeviceAuthorizationUrl, Scope,
+    AuthType, ClientId, ClientSecret, DeviceAuthorizationUrl, RefreshToken, Scope,
     StandardDeviceAuthorizationResponse, TokenResponse, TokenUrl, basic::BasicClient,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -37,6 +41,12 @@ pub const DELEGATED_SCOPES: &[&str] = &[
 pub const APP_SCOPE: &str = "https://outlook.office365.com/.default";
 pub const DEVICECODE_ID: &str = "auth.devicecode";
 pub const TOKEN_ID: &str = "auth.token";
+/// The cached refresh token redeemed at the token endpoint (device code flow only).
+pub const REFRESH_ID: &str = "auth.refresh";
+/// Token endpoint errors after which a refresh token can never work again (expired, revoked,
+/// password changed, or the sign-in now needs the user: RFC 6749 §5.2, OpenID Connect Core
+/// §3.1.2.6); it is dropped from the cache. Other failures keep it for the next run.
+const REFUSED_GRANT: &[&str] = &["invalid_grant", "interaction_required", "consent_required"];
 
 /// How the app proves itself in the client credentials flow.
 pub enum ClientAuth {
@@ -207,9 +217,7 @@ impl OAuthConfig {
     }
 
     /// A token from the cache, as a step (no request is sent).
-    fn cached(&self, t: &Transport, now_unix: i64) -> Option<Acquired> {
-        let cache = self.cache.as_ref()?;
-        let tok = cache.get(&self.cache_key(), now_unix)?;
+    fn cached(&self, t: &Transport, now_unix: i64, tok: SecretString) -> Option<Acquired> {
         t.redactor().learn(tok.expose_secret());
         let claims = super::jwt::claims(tok.expose_secret());
         // Only tokens that passed these checks are cached; an expired one is not returned.
@@ -305,15 +313,159 @@ impl OAuthConfig {
                 usable: true,
             };
         }
-        if let Some(cached) = self.cached(t, now_unix) {
+        let found = match &self.cache {
+            Some(c) => c.lookup(&self.cache_key(), now_unix),
+            None => Default::default(),
+        };
+        if let Some(r) = &found.refresh {
+            t.redactor().learn(r.expose_secret());
+        }
+        if let Some(tok) = found.access
+            && let Some(cached) = self.cached(t, now_unix, tok)
+        {
             return cached;
         }
-        let http = TransportClient {
-            t: t.clone(),
-            seen: Mutex::new(Vec::new()),
-            give_up: tokio::sync::Notify::new(),
-            failures: std::sync::atomic::AtomicU32::new(0),
+        let mut steps = Vec::new();
+        if let (Some(rt), ClientAuth::None) = (found.refresh, &self.client) {
+            match self.refresh(t, now_unix, rt).await {
+                Refreshed::Done(got) => return got,
+                Refreshed::Fallback(st) => steps.extend(st.map(|s| *s)),
+            }
+        }
+        // No refresh token, or it was not usable: one sign-in, never a second refresh.
+        let mut got = self.sign_in(t, now_unix, sleep).await;
+        steps.append(&mut got.steps);
+        got.steps = steps;
+        got
+    }
+
+    /// Redeems the cached refresh token (grant_type=refresh_token, the same client, scope and
+    /// authority as the sign-in that issued it). A usable new access token ends the
+    /// acquisition; otherwise the step says why and the device code flow follows.
+    async fn refresh(&self, t: &Transport, now_unix: i64, rt: SecretString) -> Refreshed {
+        let Ok(token_url) = TokenUrl::new(self.token_url()) else {
+            // The sign-in that follows reports the unusable URL.
+            return Refreshed::Fallback(None);
         };
+        let http = TransportClient::new(t, REFRESH_ID);
+        let client = BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_auth_type(AuthType::RequestBody)
+            .set_token_uri(token_url);
+        let rtok = RefreshToken::new(rt.expose_secret().to_string());
+        let mut req = client.exchange_refresh_token(&rtok);
+        for s in DELEGATED_SCOPES {
+            req = req.add_scope(Scope::new((*s).to_string()));
+        }
+        let result = req.request_async(&http).await;
+        let seen = http.seen.into_inner().unwrap_or_else(|p| p.into_inner());
+        let Some(ex) = seen.last() else {
+            return Refreshed::Fallback(None);
+        };
+        let mut st = exchange_step(t, REFRESH_ID, ex);
+        let key = self.cache_key();
+        match result {
+            Ok(tok) => {
+                let access = SecretString::from(tok.access_token().secret().clone());
+                t.redactor().learn(access.expose_secret());
+                // Microsoft rotates refresh tokens; without a new one the old one stays good.
+                let next = match tok.refresh_token() {
+                    Some(n) => {
+                        t.redactor().learn(n.secret());
+                        SecretString::from(n.secret().clone())
+                    }
+                    None => rt,
+                };
+                let claims = super::jwt::claims(access.expose_secret());
+                let problem = crate::diagnose::claim_problem(&claims, self.mode, now_unix);
+                st.outcome = if problem.is_none() {
+                    Outcome::Pass
+                } else {
+                    Outcome::Fail
+                };
+                st.detail = t.redactor().text(&format!(
+                    "{}: refreshed from the cached refresh token (no sign-in); {}{}",
+                    st.detail,
+                    claims_summary(&claims),
+                    problem
+                        .as_ref()
+                        .map(|(_, p)| format!("; {p}"))
+                        .unwrap_or_default()
+                ));
+                let exp = claims
+                    .exp
+                    .or_else(|| tok.expires_in().map(|d| now_unix + d.as_secs() as i64));
+                st.auth = Some(AuthFacts::Token {
+                    flow: self.flow(),
+                    error: None,
+                    claims: Some(Box::new(claims)),
+                    received_unix: now_unix,
+                    polls: 0,
+                });
+                let usable = problem.is_none();
+                if usable {
+                    if let (Some(cache), Some(exp)) = (&self.cache, exp)
+                        && let Err(e) = cache.put_with_refresh(&key, &access, exp, Some(&next))
+                    {
+                        tracing::warn!("could not cache the token: {e}");
+                    }
+                    let _ = self.token.set(access);
+                }
+                Refreshed::Done(Acquired {
+                    steps: vec![st],
+                    usable,
+                })
+            }
+            Err(e) => {
+                let error = ex.outcome.as_ref().ok().and_then(|r| token_error(&r.body));
+                let refused = error
+                    .as_ref()
+                    .is_some_and(|e| REFUSED_GRANT.contains(&e.error.as_str()));
+                let kept = if refused {
+                    if let Some(cache) = &self.cache
+                        && let Err(e) = cache.remove(&key)
+                    {
+                        tracing::warn!("could not remove the refused refresh token: {e}");
+                    }
+                    "it was removed from the cache"
+                } else {
+                    "it is kept for the next run"
+                };
+                let why = match &error {
+                    Some(te) => format!(
+                        "the cached refresh token was not accepted: {}",
+                        crate::diagnose::refresh_refusal(te, self.mode)
+                    ),
+                    None if ex.outcome.is_err() => {
+                        "the cached refresh token could not be redeemed".into()
+                    }
+                    None => format!("the cached refresh token could not be redeemed: {e}"),
+                };
+                st.outcome = Outcome::Fail;
+                st.detail = t.redactor().text(&format!(
+                    "{}: {why}; {kept}; signing in with a device code instead",
+                    st.detail
+                ));
+                if !t.is_replay() {
+                    eprintln!("{}", st.detail);
+                }
+                st.auth = Some(AuthFacts::Token {
+                    flow: self.flow(),
+                    error: error.map(Box::new),
+                    claims: None,
+                    received_unix: now_unix,
+                    polls: 0,
+                });
+                Refreshed::Fallback(Some(Box::new(st)))
+            }
+        }
+    }
+
+    /// A new sign-in: the device code flow, or the client credentials grant.
+    async fn sign_in<S>(&self, t: &Transport, now_unix: i64, sleep: S) -> Acquired
+    where
+        S: Fn(Duration) -> SleepFut + Send + Sync,
+    {
+        let http = TransportClient::new(t, TOKEN_ID);
         let token_url = match TokenUrl::new(self.token_url()) {
             Ok(u) => u,
             Err(e) => return self.config_failure(&format!("token URL: {e}")),
@@ -324,6 +476,7 @@ impl OAuthConfig {
         let started = std::time::Instant::now();
         let mut polls = 0u32;
         let mut expires_in: Option<Duration> = None;
+        let mut refresh: Option<SecretString> = None;
         let result: Result<SecretString, String> = match &self.client {
             ClientAuth::None => {
                 let dev_url = match DeviceAuthorizationUrl::new(self.devicecode_url()) {
@@ -360,6 +513,10 @@ impl OAuthConfig {
                         let r = tokio::select! {
                             r = polling => r.map(|tok| {
                                 expires_in = tok.expires_in();
+                                refresh = tok.refresh_token().map(|r| {
+                                    t.redactor().learn(r.secret());
+                                    SecretString::from(r.secret().clone())
+                                });
                                 SecretString::from(tok.access_token().secret().clone())
                             })
                             .map_err(|e| format!("{e}")),
@@ -508,7 +665,8 @@ impl OAuthConfig {
                     .exp
                     .or_else(|| expires_in.map(|d| now_unix + d.as_secs() as i64));
                 if let Some(exp) = exp
-                    && let Err(e) = cache.put(&self.cache_key(), &tok, exp)
+                    && let Err(e) =
+                        cache.put_with_refresh(&self.cache_key(), &tok, exp, refresh.as_ref())
                 {
                     tracing::warn!("could not cache the token: {e}");
                 }
@@ -532,6 +690,12 @@ impl OAuthConfig {
             usable: false,
         }
     }
+}
+
+/// How a refresh went: a final outcome, or the step saying why the device code flow follows.
+enum Refreshed {
+    Done(Acquired),
+    Fallback(Option<Box<Step>>),
 }
 
 /// Another mailbox's copy of the run's one acquisition: the same steps and facts (so the
@@ -652,9 +816,21 @@ struct TransportClient {
     seen: Mutex<Vec<Seen>>,
     give_up: tokio::sync::Notify,
     failures: std::sync::atomic::AtomicU32,
+    /// The key (and step id) of token endpoint requests: [`TOKEN_ID`] or [`REFRESH_ID`].
+    token_key: &'static str,
 }
 
 impl TransportClient {
+    fn new(t: &Transport, token_key: &'static str) -> Self {
+        TransportClient {
+            t: t.clone(),
+            seen: Mutex::new(Vec::new()),
+            give_up: tokio::sync::Notify::new(),
+            failures: std::sync::atomic::AtomicU32::new(0),
+            token_key,
+        }
+    }
+
     fn transport(&self) -> &Transport {
         &self.t
     }
@@ -667,7 +843,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for TransportClient {
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(async move {
-            let r = send(self.transport(), request, &self.seen).await;
+            let r = send(self.transport(), request, &self.seen, self.token_key).await;
             if r.is_err() {
                 if self
                     .failures
@@ -690,6 +866,7 @@ async fn send(
     t: &Transport,
     req: oauth2::HttpRequest,
     seen: &Mutex<Vec<Seen>>,
+    token_key: &'static str,
 ) -> Result<oauth2::HttpResponse, TransportError> {
     let url = url::Url::parse(&req.uri().to_string()).map_err(|e| TransportError {
         kind: crate::transport::FailureKind::Refused,
@@ -699,7 +876,7 @@ async fn send(
     let key = if url.path().ends_with("/devicecode") {
         DEVICECODE_ID
     } else {
-        TOKEN_ID
+        token_key
     };
     let headers = req
         .headers()
