@@ -195,6 +195,27 @@ impl World {
         self.probe(&args).await
     }
 
+    /// `probe MAILBOX --auth bearer` with a token file, no --ews-url.
+    async fn probe_bearer(&self, mailbox: &str, token: &str) -> Report {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "{token}").unwrap();
+        let tp = f.path().display().to_string();
+        let mut args: Vec<&str> = vec![mailbox, "--auth", "bearer", "--token-file", &tp];
+        args.extend(self.args.iter().map(String::as_str));
+        self.probe(&args).await
+    }
+
+    /// Autodiscover v2 answers for `mailbox`: Exchange Online (fixtures/autodiscover/v2_exo.json).
+    async fn v2_answers_exo(&self, mailbox: &str) {
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/autodiscover/autodiscover.json/v1.0/{mailbox}"
+            )))
+            .respond_with(autodiscover_json("v2_exo.json"))
+            .mount(self.host("outlook.office365.com"))
+            .await;
+    }
+
     /// `probe ARGS…` in-process with the stubbed SRV lookup.
     async fn probe(&self, args: &[&str]) -> Report {
         let mut argv = vec!["ews-probe", "probe"];
@@ -615,13 +636,7 @@ async fn pox_redirect_of_the_address_to_another_domain_reaches_no_host_there() {
 async fn v2_json_answer_wins_first() {
     let w = World::new().await;
     w.realm("realm_managed.json").await;
-    Mock::given(method("GET"))
-        .and(path(
-            "/autodiscover/autodiscover.json/v1.0/adele@contoso.example",
-        ))
-        .respond_with(autodiscover_json("v2_exo.json"))
-        .mount(w.host("outlook.office365.com"))
-        .await;
+    w.v2_answers_exo("adele@contoso.example").await;
     let r = w.discover("adele@contoso.example", &[]).await;
     assert_eq!(
         r.endpoint.as_deref(),
@@ -713,25 +728,16 @@ async fn realm_answers_give_the_account_kind_and_basis() {
 async fn a_consumer_address_is_identified_before_any_ews_request() {
     let w = World::new().await;
     w.realm("realm_unknown.json").await;
-    Mock::given(method("GET"))
-        .and(path(
-            "/autodiscover/autodiscover.json/v1.0/jamie@outlook.com",
-        ))
-        .respond_with(autodiscover_json("v2_exo.json"))
-        .mount(w.host("outlook.office365.com"))
-        .await;
+    w.v2_answers_exo("jamie@outlook.com").await;
     on(
         w.host("outlook.office365.com"),
         CONNECTIVITY,
         http("consumer_403_empty.http"),
     )
     .await;
-    let mut tok = tempfile::NamedTempFile::new().unwrap();
-    writeln!(tok, "consumer-token-value").unwrap();
-    let tp = tok.path().display().to_string();
-    let mut args: Vec<&str> = vec!["jamie@outlook.com", "--auth", "bearer", "--token-file", &tp];
-    args.extend(w.args.iter().map(String::as_str));
-    let r = w.probe(&args).await;
+    let r = w
+        .probe_bearer("jamie@outlook.com", "consumer-token-value")
+        .await;
     assert_eq!(codes(&r)[0], "consumer_account_no_ews");
     assert_eq!(r.account.basis[0], "consumer domain outlook.com");
     // Realm discovery and Autodiscover come first and carry no credential; then EWS ran.
@@ -1218,31 +1224,16 @@ async fn a_personal_account_on_a_custom_domain_is_identified_by_realm_discovery(
     let w = World::new().await;
     w.realm_with("realm_unknown.json", "credential_type_personal.json")
         .await;
-    Mock::given(method("GET"))
-        .and(path(
-            "/autodiscover/autodiscover.json/v1.0/jamie@fabrikam.example",
-        ))
-        .respond_with(autodiscover_json("v2_exo.json"))
-        .mount(w.host("outlook.office365.com"))
-        .await;
+    w.v2_answers_exo("jamie@fabrikam.example").await;
     on(
         w.host("outlook.office365.com"),
         CONNECTIVITY,
         http("consumer_403_empty.http"),
     )
     .await;
-    let mut tok = tempfile::NamedTempFile::new().unwrap();
-    writeln!(tok, "personal-token-value").unwrap();
-    let tp = tok.path().display().to_string();
-    let mut args: Vec<&str> = vec![
-        "jamie@fabrikam.example",
-        "--auth",
-        "bearer",
-        "--token-file",
-        &tp,
-    ];
-    args.extend(w.args.iter().map(String::as_str));
-    let r = w.probe(&args).await;
+    let r = w
+        .probe_bearer("jamie@fabrikam.example", "personal-token-value")
+        .await;
     assert_eq!(r.account.kind, ews_probe::target::AccountKind::Consumer);
     assert_eq!(
         codes(&r)[0],
