@@ -54,6 +54,28 @@ fn assert_clean(what: &str, text: &str, secrets: &[&str]) {
     }
 }
 
+/// `assert_clean` on each named output of one mode's run.
+fn assert_clean_all(mode: &str, outputs: &[(&str, &str)], secrets: &[&str]) {
+    for (what, text) in outputs {
+        assert_clean(&format!("{mode} {what}"), text, secrets);
+    }
+}
+
+/// `ews-probe replay BUNDLE --format json`, off the runtime (its servers keep serving).
+async fn replay_json(bundle: &std::path::Path) -> std::process::Output {
+    let bundle = bundle.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        Command::new(bin())
+            .arg("replay")
+            .arg(&bundle)
+            .args(["--format", "json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn no_secret_in_any_output_and_the_bundle_replays() {
     let server = MockServer::start().await;
@@ -137,29 +159,19 @@ async fn no_secret_in_any_output_and_the_bundle_replays() {
             bundle_text.contains("[redacted]"),
             "{mode}: the recording was redacted, not empty"
         );
-        for (what, text) in [
-            ("stdout", &*stdout),
-            ("stderr", &*stderr),
-            ("report", &report_text),
-            ("bundle", &bundle_text),
-        ] {
-            assert_clean(&format!("{mode} {what}"), text, &secrets);
-        }
+        assert_clean_all(
+            mode,
+            &[
+                ("stdout", &stdout),
+                ("stderr", &stderr),
+                ("report", &report_text),
+                ("bundle", &bundle_text),
+            ],
+            &secrets,
+        );
 
         // The redacted bundle replays offline to the same diagnosis.
-        let replay = tokio::task::spawn_blocking({
-            let bundle = bundle.clone();
-            move || {
-                Command::new(bin())
-                    .arg("replay")
-                    .arg(&bundle)
-                    .args(["--format", "json"])
-                    .output()
-                    .unwrap()
-            }
-        })
-        .await
-        .unwrap();
+        let replay = replay_json(&bundle).await;
         assert_eq!(replay.status.code(), Some(2));
         let live: serde_json::Value = serde_json::from_str(&report_text).unwrap();
         let again: serde_json::Value = serde_json::from_slice(&replay.stdout).unwrap();
@@ -326,27 +338,17 @@ async fn no_oauth_secret_in_any_output_and_the_bundle_replays() {
             assert!(secrets.len() > 6, "the assertion was sent");
         }
         let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        for (what, text) in [
-            ("stdout", &*stdout),
-            ("stderr", &*stderr),
-            ("report", &report_text),
-            ("bundle", &bundle_text),
-        ] {
-            assert_clean(&format!("{mode} {what}"), text, &secrets);
-        }
-        let replay = tokio::task::spawn_blocking({
-            let bundle = bundle.clone();
-            move || {
-                Command::new(bin())
-                    .arg("replay")
-                    .arg(&bundle)
-                    .args(["--format", "json"])
-                    .output()
-                    .unwrap()
-            }
-        })
-        .await
-        .unwrap();
+        assert_clean_all(
+            mode,
+            &[
+                ("stdout", &stdout),
+                ("stderr", &stderr),
+                ("report", &report_text),
+                ("bundle", &bundle_text),
+            ],
+            &secrets,
+        );
+        let replay = replay_json(&bundle).await;
         let live: serde_json::Value = serde_json::from_str(&report_text).unwrap();
         let again: serde_json::Value = serde_json::from_slice(&replay.stdout).unwrap();
         assert_eq!(replay.status.code(), Some(2), "{mode}");
