@@ -115,6 +115,14 @@ async fn on_refresh(s: &MockServer, r: ResponseTemplate) {
         .await;
 }
 
+/// The auth steps of a run whose refresh was not usable: the device code sign-in follows.
+const REFRESH_THEN_SIGN_IN: [&str; 4] = [
+    "auth.challenge",
+    "auth.refresh",
+    "auth.devicecode",
+    "auth.token",
+];
+
 struct Run {
     code: Option<i32>,
     report: serde_json::Value,
@@ -138,6 +146,10 @@ impl Run {
             .iter()
             .find(|s| s["id"] == id)
             .unwrap_or_else(|| panic!("no step {id}: {:#}", self.report))
+    }
+    /// A step's detail text.
+    fn detail(&self, id: &str) -> String {
+        self.step(id)["detail"].as_str().unwrap().to_string()
     }
     fn codes(&self) -> Vec<String> {
         self.report["diagnoses"]
@@ -303,12 +315,7 @@ async fn expired_access_token_is_refreshed_without_a_sign_in() {
     let third = run(&s, cache.path(), &[]).await;
     assert_eq!(third.code, Some(0));
     assert_eq!(third.ids(), ["auth.challenge", "auth.token"]);
-    assert!(
-        third.step("auth.token")["detail"]
-            .as_str()
-            .unwrap()
-            .contains("token from the cache")
-    );
+    assert!(third.detail("auth.token").contains("token from the cache"));
     assert_eq!(token_forms(&s).await.len(), 2);
 }
 
@@ -328,15 +335,7 @@ async fn refused_refresh_token_is_dropped_and_the_device_code_flow_runs() {
     signed_in_once(&s, cache.path()).await;
 
     let second = run(&s, cache.path(), &[]).await;
-    assert_eq!(
-        second.ids(),
-        [
-            "auth.challenge",
-            "auth.refresh",
-            "auth.devicecode",
-            "auth.token"
-        ]
-    );
+    assert_eq!(second.ids(), REFRESH_THEN_SIGN_IN);
     // The run's verdict is the device code sign-in's (declined), not the refresh's.
     assert_eq!(second.code, Some(2));
     assert_eq!(second.codes(), ["sign_in_failed"]);
@@ -387,19 +386,8 @@ async fn mfa_required_on_refresh_falls_back_and_says_so() {
 
     let second = run(&s, cache.path(), &[]).await;
     assert_eq!(second.code, Some(0), "{:#}", second.report);
-    assert_eq!(
-        second.ids(),
-        [
-            "auth.challenge",
-            "auth.refresh",
-            "auth.devicecode",
-            "auth.token"
-        ]
-    );
-    let detail = second.step("auth.refresh")["detail"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    assert_eq!(second.ids(), REFRESH_THEN_SIGN_IN);
+    let detail = second.detail("auth.refresh");
     assert!(
         detail.contains("multi-factor authentication") && detail.contains("AADSTS50076"),
         "{detail}"
@@ -435,19 +423,8 @@ async fn refresh_token_is_kept_when_the_token_endpoint_fails() {
 
     let second = run(&s, cache.path(), &[]).await;
     assert_eq!(second.code, Some(2));
-    assert_eq!(
-        second.ids(),
-        [
-            "auth.challenge",
-            "auth.refresh",
-            "auth.devicecode",
-            "auth.token"
-        ]
-    );
-    let detail = second.step("auth.refresh")["detail"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    assert_eq!(second.ids(), REFRESH_THEN_SIGN_IN);
+    let detail = second.detail("auth.refresh");
     assert!(
         detail.contains("HTTP 503") && detail.contains("kept for the next run"),
         "{detail}"
