@@ -5,6 +5,7 @@
 
 mod common;
 use base64::Engine;
+use common::oauth::*;
 use common::*;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -13,51 +14,29 @@ use std::time::Duration;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 const TENANT: &str = "contoso.onmicrosoft.com";
 const TOKEN_PATH: &str = "/contoso.onmicrosoft.com/oauth2/v2.0/token";
 const DEVICE_PATH: &str = "/contoso.onmicrosoft.com/oauth2/v2.0/devicecode";
 const SECRET: &str = "Q~fleet.client.secret+odd/chars=";
 
 fn app_token() -> String {
-    let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
-    let claims = serde_json::json!({
-        "aud": "https://outlook.office365.com", "tid": "72f988bf-0000-4000-8000-2d7cd011db47",
-        "roles": ["full_access_as_app"], "appid": "app-1", "exp": exp
-    });
-    format!(
-        "{}.{}.{}",
-        B64.encode(r#"{"typ":"JWT","alg":"RS256"}"#),
-        B64.encode(claims.to_string()),
-        B64.encode("fleet-signature-never-shown")
+    jwt(
+        serde_json::json!({
+            "aud": "https://outlook.office365.com", "tid": "72f988bf-0000-4000-8000-2d7cd011db47",
+            "roles": ["full_access_as_app"], "appid": "app-1", "exp": in_an_hour()
+        }),
+        "fleet-signature-never-shown",
     )
 }
 
 fn user_token() -> String {
-    let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
-    let claims = serde_json::json!({
-        "aud": "https://outlook.office365.com", "tid": "72f988bf-0000-4000-8000-2d7cd011db47",
-        "scp": "EWS.AccessAsUser.All", "upn": "admin@contoso.com", "exp": exp
-    });
-    format!(
-        "{}.{}.{}",
-        B64.encode(r#"{"typ":"JWT","alg":"RS256"}"#),
-        B64.encode(claims.to_string()),
-        B64.encode("device-signature")
+    jwt(
+        serde_json::json!({
+            "aud": "https://outlook.office365.com", "tid": "72f988bf-0000-4000-8000-2d7cd011db47",
+            "scp": "EWS.AccessAsUser.All", "upn": "admin@contoso.com", "exp": in_an_hour()
+        }),
+        "device-signature",
     )
-}
-
-/// Exchange Online's unauthenticated answer: 401 with a Bearer challenge.
-async fn exo_challenge(s: &MockServer) {
-    Mock::given(method("GET"))
-        .and(path("/EWS/Exchange.asmx"))
-        .respond_with(
-            ResponseTemplate::new(401)
-                .append_header("WWW-Authenticate", r#"Bearer client_id="00000002-0000-0ff1-ce00-000000000000", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize""#)
-                .append_header("X-OAuth-Enabled", "True"),
-        )
-        .mount(s)
-        .await;
 }
 
 /// The token endpoint answers after a delay, so that many mailboxes ask at the same moment.
@@ -239,18 +218,10 @@ async fn client_credentials_one_token_for_the_run_and_each_mailbox_impersonated(
     );
 
     // Every EWS request carries the one token and impersonates its own mailbox.
-    let ews: Vec<_> = posts(&s)
-        .await
-        .into_iter()
-        .filter(|q| q.url.path() == "/EWS/Exchange.asmx")
-        .collect();
+    let ews = ews_posts_with(&s, &token).await;
     assert_eq!(ews.len(), 50 * 8);
     let mut per_mailbox: HashMap<String, usize> = HashMap::new();
     for q in &ews {
-        assert_eq!(
-            q.headers.get("authorization").unwrap().to_str().unwrap(),
-            format!("Bearer {token}")
-        );
         let anchor = q.headers.get("x-anchormailbox").unwrap().to_str().unwrap();
         let body = String::from_utf8_lossy(&q.body);
         assert!(
@@ -416,18 +387,8 @@ async fn device_code_signs_in_once_for_the_run() {
     for r in &got {
         assert_eq!(r["status"], "ok", "{r}");
     }
-    for q in posts(&s)
-        .await
-        .iter()
-        .filter(|q| q.url.path() == "/EWS/Exchange.asmx")
-    {
-        assert_eq!(
-            q.headers.get("authorization").unwrap().to_str().unwrap(),
-            format!("Bearer {token}")
-        );
-        // Delegated: no impersonation, each mailbox is its own anchor.
-        assert!(!String::from_utf8_lossy(&q.body).contains("ExchangeImpersonation"));
-    }
+    // Delegated: no impersonation, each mailbox is its own anchor.
+    assert_delegated(&s, &token).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -489,15 +450,10 @@ async fn client_certificate_one_assertion_and_token_for_the_run() {
     assert!(!form.contains_key("client_secret"));
     let assertion = &form["client_assertion"];
     one_line_each(&lines(&out), &all);
-    let anchors: std::collections::HashSet<String> = posts(&s)
+    let anchors: std::collections::HashSet<String> = ews_posts_with(&s, &token)
         .await
         .iter()
-        .filter(|q| q.url.path() == "/EWS/Exchange.asmx")
         .map(|q| {
-            assert_eq!(
-                q.headers.get("authorization").unwrap().to_str().unwrap(),
-                format!("Bearer {token}")
-            );
             q.headers
                 .get("x-anchormailbox")
                 .unwrap()
@@ -524,13 +480,9 @@ async fn unusable_claims_are_judged_once_for_every_mailbox() {
     exo_challenge(&s).await;
     healthy(&s).await;
     // An app token without full_access_as_app (research/security.md §2.6).
-    let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
-    let claims = serde_json::json!({"aud": "https://outlook.office365.com", "roles": ["Mail.Read"], "exp": exp});
-    let token = format!(
-        "{}.{}.{}",
-        B64.encode(r#"{"typ":"JWT","alg":"RS256"}"#),
-        B64.encode(claims.to_string()),
-        B64.encode("sig")
+    let token = jwt(
+        serde_json::json!({"aud": "https://outlook.office365.com", "roles": ["Mail.Read"], "exp": in_an_hour()}),
+        "sig",
     );
     on_token(
         &s,

@@ -7,6 +7,7 @@
 
 mod common;
 use base64::Engine;
+use common::oauth::*;
 use common::*;
 use ews_probe::auth::AuthMode;
 use ews_probe::auth::facts::AuthFacts;
@@ -17,35 +18,27 @@ use std::time::Duration;
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 const TENANT: &str = "contoso.onmicrosoft.com";
 const SECRET: &str = "Q~client.secret+with/odd=chars";
 
-fn jwt(claims: serde_json::Value) -> String {
-    format!(
-        "{}.{}.{}",
-        B64.encode(r#"{"typ":"JWT","alg":"RS256","x5t":"abc"}"#),
-        B64.encode(claims.to_string()),
-        B64.encode("not-a-real-signature-but-secret")
+fn app_token() -> String {
+    jwt(
+        serde_json::json!({
+            "aud": "https://outlook.office365.com", "tid": "72f988bf-0000-4000-8000-2d7cd011db47",
+            "roles": ["full_access_as_app"], "appid": "app-1", "exp": in_an_hour()
+        }),
+        "not-a-real-signature-but-secret",
     )
 }
 
-fn far_future() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp() + 3600
-}
-
-fn app_token() -> String {
-    jwt(serde_json::json!({
-        "aud": "https://outlook.office365.com", "tid": "72f988bf-0000-4000-8000-2d7cd011db47",
-        "roles": ["full_access_as_app"], "appid": "app-1", "exp": far_future()
-    }))
-}
-
 fn user_token() -> String {
-    jwt(serde_json::json!({
-        "aud": "https://outlook.office365.com", "tid": "72f988bf-0000-4000-8000-2d7cd011db47",
-        "scp": "EWS.AccessAsUser.All", "upn": "megan@contoso.com", "exp": far_future()
-    }))
+    jwt(
+        serde_json::json!({
+            "aud": "https://outlook.office365.com", "tid": "72f988bf-0000-4000-8000-2d7cd011db47",
+            "scp": "EWS.AccessAsUser.All", "upn": "megan@contoso.com", "exp": in_an_hour()
+        }),
+        "not-a-real-signature-but-secret",
+    )
 }
 
 fn token_ok(token: &str) -> ResponseTemplate {
@@ -83,20 +76,6 @@ async fn on_token(s: &MockServer, resp: ResponseTemplate) {
     Mock::given(method("POST"))
         .and(path(TOKEN_PATH))
         .respond_with(resp)
-        .mount(s)
-        .await;
-}
-
-/// Exchange Online's unauthenticated answer: 401 with a Bearer challenge.
-async fn exo_challenge(s: &MockServer) {
-    Mock::given(method("GET"))
-        .and(path("/EWS/Exchange.asmx"))
-        .respond_with(
-            ResponseTemplate::new(401)
-                .append_header("WWW-Authenticate", r#"Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="00000001-0000-0000-c000-000000000000@*", token_types="app_asserted_user_v1 service_asserted_app_v1", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize""#)
-                .append_header("WWW-Authenticate", r#"Basic Realm="""#)
-                .append_header("X-OAuth-Enabled", "True"),
-        )
         .mount(s)
         .await;
 }
@@ -249,17 +228,9 @@ async fn client_secret_flow_impersonates_every_request() {
     assert_eq!(f["client_id"], "app-1");
     assert_eq!(f["client_secret"], SECRET);
     // Every EWS request: the token, ExchangeImpersonation and X-AnchorMailbox for the mailbox.
-    let reqs = posts(&s).await;
-    let ews: Vec<_> = reqs
-        .iter()
-        .filter(|q| q.url.path() == "/EWS/Exchange.asmx")
-        .collect();
+    let ews = ews_posts_with(&s, &token).await;
     assert_eq!(ews.len(), 8);
     for q in ews {
-        assert_eq!(
-            q.headers.get("authorization").unwrap().to_str().unwrap(),
-            format!("Bearer {token}")
-        );
         assert_eq!(
             q.headers.get("x-anchormailbox").unwrap(),
             "megan@contoso.com"
@@ -410,7 +381,11 @@ async fn token_claims_are_judged_before_any_ews_request() {
         let s = MockServer::start().await;
         exo_challenge(&s).await;
         healthy(&s).await;
-        on_token(&s, token_ok(&jwt(claims.clone()))).await;
+        on_token(
+            &s,
+            token_ok(&jwt(claims.clone(), "not-a-real-signature-but-secret")),
+        )
+        .await;
         let r = client_secret_run(&s, "adele@contoso.com").await;
         assert_eq!(codes(&r), [want], "{claims}");
         assert_eq!(r.exit_code, 2);
@@ -531,17 +506,7 @@ async fn device_code_flow_polls_until_signed_in() {
         );
     }
     // Delegated: the token, no impersonation.
-    for q in posts(&s)
-        .await
-        .iter()
-        .filter(|q| q.url.path() == "/EWS/Exchange.asmx")
-    {
-        assert_eq!(
-            q.headers.get("authorization").unwrap().to_str().unwrap(),
-            format!("Bearer {token}")
-        );
-        assert!(!String::from_utf8_lossy(&q.body).contains("ExchangeImpersonation"));
-    }
+    assert_delegated(&s, &token).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

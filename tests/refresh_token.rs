@@ -14,6 +14,7 @@
 
 mod common;
 use base64::Engine;
+use common::oauth::jwt;
 use common::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -33,17 +34,11 @@ fn now() -> i64 {
 
 /// A delegated EWS access token (unsigned: the probe reads claims, never verifies).
 fn user_token(tag: &str, exp: i64) -> String {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    format!(
-        "{}.{}.{}",
-        b64.encode(r#"{"typ":"JWT","alg":"RS256"}"#),
-        b64.encode(
-            serde_json::json!({"aud": "https://outlook.office365.com", "scp": "EWS.AccessAsUser.All",
-                "tid": "72f988bf-0000-4000-8000-2d7cd011db47", "upn": "megan@contoso.com",
-                "exp": exp, "tag": tag})
-            .to_string()
-        ),
-        b64.encode(format!("signature-{tag}"))
+    jwt(
+        serde_json::json!({"aud": "https://outlook.office365.com", "scp": "EWS.AccessAsUser.All",
+            "tid": "72f988bf-0000-4000-8000-2d7cd011db47", "upn": "megan@contoso.com",
+            "exp": exp, "tag": tag}),
+        &format!("signature-{tag}"),
     )
 }
 

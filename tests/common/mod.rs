@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fleet_server;
+pub mod oauth;
 pub mod tls;
 
 use clap::Parser;
