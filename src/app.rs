@@ -111,6 +111,18 @@ fn password_source(a: &ProbeArgs, user: &str) -> SecretSource {
     }
 }
 
+/// The Basic user name: the one given, else the mailbox's address; never with a ':' (the
+/// header joins user and password with one).
+pub(crate) fn basic_user(given: Option<&str>, mailbox: &Mailbox) -> Result<String, AppError> {
+    let user = given.unwrap_or(mailbox.address()).to_string();
+    if user.contains(':') {
+        return Err(AppError::Usage(
+            "a Basic user name cannot contain ':'".into(),
+        ));
+    }
+    Ok(user)
+}
+
 pub(crate) fn credentials(a: &ProbeArgs, mailbox: &Mailbox) -> Result<Credentials, AppError> {
     let has_password = a.password_env.is_some() || a.password_file.is_some() || a.password_stdin;
     let has_token = a.token_env.is_some() || a.token_file.is_some();
@@ -129,15 +141,7 @@ pub(crate) fn credentials(a: &ProbeArgs, mailbox: &Mailbox) -> Result<Credential
     match a.auth {
         AuthMode::None => Ok(Credentials::None),
         AuthMode::Basic => {
-            let user = a
-                .user
-                .clone()
-                .unwrap_or_else(|| mailbox.address().to_string());
-            if user.contains(':') {
-                return Err(AppError::Usage(
-                    "a Basic user name cannot contain ':'".into(),
-                ));
-            }
+            let user = basic_user(a.user.as_deref(), mailbox)?;
             let password = password_source(a, &user).read()?;
             Ok(Credentials::Basic { user, password })
         }

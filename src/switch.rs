@@ -430,15 +430,7 @@ fn side_credentials(
     match mode {
         AuthMode::None => Ok(Credentials::None),
         AuthMode::Basic => {
-            let user = side
-                .user
-                .clone()
-                .unwrap_or_else(|| mailbox.address().to_string());
-            if user.contains(':') {
-                return Err(AppError::Usage(
-                    "a Basic user name cannot contain ':'".into(),
-                ));
-            }
+            let user = crate::app::basic_user(side.user.as_deref(), mailbox)?;
             let src = match (&side.password_env, &side.password_file) {
                 (Some(v), _) => SecretSource::Env(v.clone()),
                 (_, Some(p)) => SecretSource::File(p.clone()),

@@ -187,6 +187,16 @@ impl NtlmConfig {
             };
             async move { t.send(&req).await }
         };
+        // The handshake stopped on a transport failure at `stage`.
+        let broken = |mut step: Step, e: &crate::transport::TransportError, stage: &str| {
+            step.duration_ms = crate::util::millis(started.elapsed());
+            let mut f = Failure::from(e);
+            f.message = t.redactor().text(&f.message);
+            step.detail = f.message.clone();
+            step.failure = Some(f);
+            step.auth = facts(stage);
+            step
+        };
         let finish = |mut step: Step, resp: &HttpResponse| {
             let http = HttpFacts::from_response(resp);
             step.http = Some(http);
@@ -194,15 +204,7 @@ impl NtlmConfig {
         };
         let first = match send(type1).await {
             Ok(r) => r,
-            Err(e) => {
-                step.duration_ms = crate::util::millis(started.elapsed());
-                let mut f = Failure::from(&e);
-                f.message = t.redactor().text(&f.message);
-                step.detail = f.message.clone();
-                step.failure = Some(f);
-                step.auth = facts("negotiate");
-                return step;
-            }
+            Err(e) => return broken(step, &e, "negotiate"),
         };
         let challenge = first
             .headers
@@ -248,15 +250,7 @@ impl NtlmConfig {
         t.redactor().learn(&type3);
         let last = match send(type3).await {
             Ok(r) => r,
-            Err(e) => {
-                step.duration_ms = crate::util::millis(started.elapsed());
-                let mut f = Failure::from(&e);
-                f.message = t.redactor().text(&f.message);
-                step.detail = f.message.clone();
-                step.failure = Some(f);
-                step.auth = facts("authenticate");
-                return step;
-            }
+            Err(e) => return broken(step, &e, "authenticate"),
         };
         step.duration_ms = if t.is_replay() {
             crate::util::millis(first.elapsed + last.elapsed)
