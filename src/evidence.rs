@@ -116,6 +116,26 @@ pub struct Step {
 }
 
 impl Step {
+    /// A step that ran, passed or failed, with no HTTP exchange of its own (a DNS answer, an
+    /// SRV lookup, a refusal); callers add `http`/`failure` where they have them.
+    pub fn ran(id: String, kind: StepKind, pass: bool, duration_ms: f64, detail: String) -> Self {
+        Step {
+            id,
+            kind,
+            operation: None,
+            outcome: if pass { Outcome::Pass } else { Outcome::Fail },
+            duration_ms,
+            http: None,
+            soap: None,
+            body_error: None,
+            failure: None,
+            attempts: Attempts::default(),
+            skipped: None,
+            detail,
+            auth: None,
+        }
+    }
+
     pub fn skipped(id: &str, kind: StepKind, operation: Option<&'static str>, why: String) -> Self {
         Step {
             id: id.to_string(),

@@ -25,7 +25,7 @@ pub mod srv;
 pub mod trust;
 
 use crate::auth::Credentials;
-use crate::evidence::{Failure, HttpFacts, Outcome, Step, StepKind};
+use crate::evidence::{Failure, HttpFacts, Step, StepKind};
 use crate::target::Mailbox;
 use crate::transport::{
     FailureKind, Header, HttpRequest, HttpResponse, Method, Transport, TransportError,
@@ -306,21 +306,16 @@ impl<'a> Walk<'a> {
         } else {
             format!("{detail}, {note}")
         };
-        self.steps.push(Step {
+        let mut step = Step::ran(
             id,
-            kind: StepKind::Autodiscover,
-            operation: None,
-            outcome: if pass { Outcome::Pass } else { Outcome::Fail },
-            duration_ms: crate::util::millis(elapsed),
-            http,
-            soap: None,
-            body_error: None,
-            failure,
-            attempts: Default::default(),
-            skipped: None,
-            detail: r.text(&detail),
-            auth: None,
-        });
+            StepKind::Autodiscover,
+            pass,
+            crate::util::millis(elapsed),
+            r.text(&detail),
+        );
+        step.http = http;
+        step.failure = failure;
+        self.steps.push(step);
     }
 
     /// A request the policy refused: a step that was never sent.
@@ -328,24 +323,12 @@ impl<'a> Walk<'a> {
         let id = self.next_id(label);
         let msg = format!("{url}: refused, not sent: {why}");
         self.d.refused.push(why.to_string());
-        self.steps.push(Step {
-            id,
-            kind: StepKind::Autodiscover,
-            operation: None,
-            outcome: Outcome::Fail,
-            duration_ms: 0.0,
-            http: None,
-            soap: None,
-            body_error: None,
-            failure: Some(Failure {
-                kind: FailureKind::Refused,
-                message: why.to_string(),
-            }),
-            attempts: Default::default(),
-            skipped: None,
-            detail: msg,
-            auth: None,
+        let mut step = Step::ran(id, StepKind::Autodiscover, false, 0.0, msg);
+        step.failure = Some(Failure {
+            kind: FailureKind::Refused,
+            message: why.to_string(),
         });
+        self.steps.push(step);
         Next::Failed(format!("refused {url}: {why}"))
     }
 
@@ -556,21 +539,8 @@ impl<'a> Walk<'a> {
                 }
             }
         };
-        self.steps.push(Step {
-            id,
-            kind: StepKind::Autodiscover,
-            operation: None,
-            outcome: if ok { Outcome::Pass } else { Outcome::Fail },
-            duration_ms: ms,
-            http: None,
-            soap: None,
-            body_error: None,
-            failure: None,
-            attempts: Default::default(),
-            skipped: None,
-            detail,
-            auth: None,
-        });
+        self.steps
+            .push(Step::ran(id, StepKind::Autodiscover, ok, ms, detail));
         match next {
             Err(e) => Next::Failed(e),
             Ok(target) => {

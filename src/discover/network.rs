@@ -246,22 +246,8 @@ async fn addresses(o: &NetOptions, host: &str, port: u16) -> Result<Vec<SocketAd
 
 /// The network facts as report steps: `net.<host>.dns`, `.tcp`, `.tls`, as far as they got.
 pub fn steps(n: &HostNetwork) -> Vec<crate::evidence::Step> {
-    use crate::evidence::{Outcome, Step, StepKind};
-    let step = |id: String, kind: StepKind, ok: bool, ms: f64, detail: String| Step {
-        id,
-        kind,
-        operation: None,
-        outcome: if ok { Outcome::Pass } else { Outcome::Fail },
-        duration_ms: ms,
-        http: None,
-        soap: None,
-        body_error: None,
-        failure: None,
-        attempts: Default::default(),
-        skipped: None,
-        detail,
-        auth: None,
-    };
+    use crate::evidence::{Step, StepKind};
+    let step = Step::ran;
     let (host, port) = (&n.host, n.port);
     let base = format!("net.{host}");
     let mut out = Vec::new();
