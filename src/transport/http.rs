@@ -249,16 +249,7 @@ impl HttpClient {
             fail(kind, msg)
         })?;
         let status = resp.status();
-        let headers: Vec<(String, String)> = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = super::header_pairs(resp.headers());
         if let Some(len) = resp.content_length()
             && len as usize > self.body_cap
         {

@@ -189,6 +189,18 @@ struct Inner {
     observer: Option<ResponseObserver>,
 }
 
+/// A response's headers as kept in an [`HttpResponse`]: name, value (a non-UTF-8 value lossily).
+pub(crate) fn header_pairs(h: &::http::HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 impl Transport {
     /// A transport over a (shared) client whose deadline starts now.
     pub fn http(client: Arc<http::HttpClient>, redactor: Arc<Redactor>, timeout: Duration) -> Self {

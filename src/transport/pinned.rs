@@ -260,16 +260,7 @@ impl Pinned {
             err(k, m, start)
         })?;
         let status = resp.status();
-        let headers: Vec<(String, String)> = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = super::header_pairs(resp.headers());
         for (n, v) in &headers {
             if n.eq_ignore_ascii_case("set-cookie")
                 && let Some((name, value)) = v.split(';').next().and_then(|p| p.split_once('='))
