@@ -339,6 +339,33 @@ impl OAuthConfig {
         got
     }
 
+    /// Judges a new token's claims into its step: pass or fail, the claims' summary and the
+    /// problem (if any) appended to the detail. The problem, if the token is unusable.
+    fn judge_claims(
+        &self,
+        t: &Transport,
+        st: &mut Step,
+        claims: &Claims,
+        now_unix: i64,
+    ) -> Option<(crate::diagnose::Code, String)> {
+        let problem = crate::diagnose::claim_problem(claims, self.mode, now_unix);
+        st.outcome = if problem.is_none() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        };
+        st.detail = t.redactor().text(&format!(
+            "{}; {}{}",
+            st.detail,
+            claims_summary(claims),
+            problem
+                .as_ref()
+                .map(|(_, p)| format!("; {p}"))
+                .unwrap_or_default()
+        ));
+        problem
+    }
+
     /// Redeems the cached refresh token (grant_type=refresh_token, the same client, scope and
     /// authority as the sign-in that issued it). A usable new access token ends the
     /// acquisition; otherwise the step says why and the device code flow follows.
@@ -376,21 +403,11 @@ impl OAuthConfig {
                     None => rt,
                 };
                 let claims = super::jwt::claims(access.expose_secret());
-                let problem = crate::diagnose::claim_problem(&claims, self.mode, now_unix);
-                st.outcome = if problem.is_none() {
-                    Outcome::Pass
-                } else {
-                    Outcome::Fail
-                };
-                st.detail = t.redactor().text(&format!(
-                    "{}: refreshed from the cached refresh token (no sign-in); {}{}",
-                    st.detail,
-                    claims_summary(&claims),
-                    problem
-                        .as_ref()
-                        .map(|(_, p)| format!("; {p}"))
-                        .unwrap_or_default()
-                ));
+                st.detail = format!(
+                    "{}: refreshed from the cached refresh token (no sign-in)",
+                    st.detail
+                );
+                let problem = self.judge_claims(t, &mut st, &claims, now_unix);
                 let exp = claims
                     .exp
                     .or_else(|| tok.expires_in().map(|d| now_unix + d.as_secs() as i64));
@@ -612,22 +629,7 @@ impl OAuthConfig {
                 (Err(_), Err(_)) => (None, None),
             };
             if let Some(c) = &claims {
-                let problem = crate::diagnose::claim_problem(c, self.mode, now_unix);
-                st.outcome = if problem.is_none() {
-                    Outcome::Pass
-                } else {
-                    Outcome::Fail
-                };
-                st.detail = t.redactor().text(&format!(
-                    "{}; {}{}",
-                    st.detail,
-                    claims_summary(c),
-                    problem
-                        .as_ref()
-                        .map(|(_, p)| format!("; {p}"))
-                        .unwrap_or_default()
-                ));
-                usable = problem.is_none();
+                usable = self.judge_claims(t, &mut st, c, now_unix).is_none();
             } else {
                 st.outcome = Outcome::Fail;
                 if let Some(e) = &error {
